@@ -1,0 +1,219 @@
+"""CrowdSelect's per-instruction metrics, vectorised over an ``[n_rows, n_members]`` reward matrix.
+
+Pure numpy, no I/O. Semantics (``../shared/docs/METHOD.md``):
+
+* a reward that is missing, NaN or ±inf is *unusable*: it is left out of every metric of its row;
+* **difficulty** = −mean of the usable rewards; **separability** = their population variance;
+* **stability** = mean over families of the Spearman ρ between the members' reward ranks and
+  their size ranks (average ranks for ties), computed on the members usable in that row; a family
+  with < 2 usable members, or whose reward ranks (or size ranks) are all tied, is left out of the
+  mean; a row with no family left has stability NaN;
+* **best** = the member with the highest usable reward; among equal rewards, the member with the
+  lowest ``tie_priority`` (callers pass the rank of the member's name, so the answer does not
+  depend on column order);
+* a row with no usable reward has NaN metrics, no best member, and ``n_scored == 0``.
+
+Every sum runs column by column in a fixed order, so a row's values are bit-identical whether it
+is computed alone or inside a batch of any size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Sequence
+
+import numpy as np
+
+ALGORITHM_VERSION = "1"
+
+
+@dataclass
+class PolicyCounts:
+    """How often each METHOD.md policy was applied. Summable across batches with ``+``.
+
+    Attributes:
+        rows: rows scored.
+        rows_no_usable_reward: rows with no usable reward: NaN metrics, never selected.
+        rows_partially_scored: rows with some, but not all, rewards usable.
+        rewards_unusable: reward cells that were missing, NaN or infinite (left out).
+        rows_no_stability: rows with usable rewards but no family usable for stability (NaN).
+        family_rows_too_few: (row, family) pairs left out of stability: < 2 usable members.
+        family_rows_tied: (row, family) pairs left out of stability: all reward (or size) ranks tied.
+        members_without_size: crowd members whose size is unknown (they take no part in stability).
+        single_member_families: families with fewer than two sized members (never in stability).
+    """
+
+    rows: int = 0
+    rows_no_usable_reward: int = 0
+    rows_partially_scored: int = 0
+    rewards_unusable: int = 0
+    rows_no_stability: int = 0
+    family_rows_too_few: int = 0
+    family_rows_tied: int = 0
+    members_without_size: int = 0
+    single_member_families: int = 0
+
+    _CROWD_LEVEL = ("members_without_size", "single_member_families")
+
+    def __add__(self, other: "PolicyCounts") -> "PolicyCounts":
+        out = {}
+        for name in _COUNT_FIELDS:
+            a, b = getattr(self, name), getattr(other, name)
+            out[name] = max(a, b) if name in self._CROWD_LEVEL else a + b
+        return PolicyCounts(**out)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in _COUNT_FIELDS}
+
+    @property
+    def any_hit(self) -> bool:
+        return any(getattr(self, name) for name in _COUNT_FIELDS[1:])
+
+    def describe(self) -> str:
+        """One line a person can read, naming only the policies that were applied."""
+        parts = [f"{v} {k.replace('_', ' ')}" for k, v in self.as_dict().items() if k != "rows" and v]
+        return f"{self.rows} rows scored" + ("; " + ", ".join(parts) if parts else "; no reward needed a policy")
+
+
+_COUNT_FIELDS = tuple(f.name for f in fields(PolicyCounts))
+
+
+@dataclass
+class CrowdMetrics:
+    """Per-row results of :func:`crowd_metrics` (arrays of length n_rows)."""
+
+    difficulty: np.ndarray
+    separability: np.ndarray
+    stability: np.ndarray
+    best: np.ndarray  # member index, -1 when no usable reward
+    best_reward: np.ndarray
+    n_scored: np.ndarray
+    n_families: np.ndarray  # families that entered the stability mean
+    counts: PolicyCounts
+
+
+def crowd_metrics(
+    rewards: np.ndarray,
+    families: Sequence[str],
+    sizes: Sequence[float],
+    tie_priority: Sequence[int] | None = None,
+) -> CrowdMetrics:
+    """Difficulty, separability, stability and the best member for every row.
+
+    Args:
+        rewards: ``[n_rows, n_members]`` raw reward scores; NaN marks a missing reward.
+        families: the family of each member (column).
+        sizes: each member's size (billions of parameters); NaN when unknown.
+        tie_priority: for equal best rewards, the member with the lowest value wins; defaults
+            to column order.
+
+    Example:
+        >>> m = crowd_metrics(np.array([[0.1, 0.5, 0.9]]), ["f", "f", "f"], [1, 7, 70])
+        >>> float(m.stability[0]), float(m.difficulty[0]), int(m.best[0])
+        (1.0, -0.5, 2)
+    """
+    R = np.asarray(rewards, dtype=np.float64)
+    if R.ndim != 2:
+        raise ValueError(f"rewards must be a 2-D [rows, members] matrix, got shape {R.shape}")
+    n, M = R.shape
+    sizes = np.asarray(sizes, dtype=np.float64)
+    if len(families) != M or sizes.shape != (M,):
+        raise ValueError(f"rewards have {M} member columns but {len(families)} families and {sizes.size} sizes were given")
+    priority = np.arange(M) if tie_priority is None else np.asarray(tie_priority)
+
+    usable = np.isfinite(R)
+    n_scored = usable.sum(axis=1)
+    has_any = n_scored > 0
+    denom = np.maximum(n_scored, 1)
+
+    Z = np.where(usable, R, 0.0)
+    total = _row_sum(Z)
+    mean = np.where(has_any, total / denom, np.nan)
+    D = np.where(usable, R - mean[:, None], 0.0)
+    separability = np.where(has_any, _row_sum(D * D) / denom, np.nan)
+    difficulty = -mean
+
+    masked = np.where(usable, R, -np.inf)
+    top = masked.max(axis=1) if M else np.full(n, -np.inf)
+    is_top = usable & (masked == top[:, None])
+    best = np.where(has_any, np.argmin(np.where(is_top, priority[None, :], np.iinfo(np.int64).max), axis=1), -1)
+    best_reward = np.where(has_any, top, np.nan)
+
+    groups: dict[str, list[int]] = {}
+    for j, fam in enumerate(families):
+        if np.isfinite(sizes[j]):
+            groups.setdefault(str(fam), []).append(j)
+    eligible = [idx for idx in groups.values() if len(idx) >= 2]
+    if eligible:
+        rho, enough, untied = _family_spearman(R, usable, sizes, eligible)
+        ok = enough & untied  # [n, F]
+        stab_sum = _row_sum(np.where(ok, rho, 0.0))
+        n_fam = ok.sum(axis=1)
+        too_few = int((has_any[:, None] & ~enough).sum())
+        tied = int((has_any[:, None] & enough & ~untied).sum())
+    else:
+        stab_sum, n_fam, too_few, tied = np.zeros(n), np.zeros(n, dtype=np.int64), 0, 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stability = np.where(n_fam > 0, stab_sum / np.maximum(n_fam, 1), np.nan)
+
+    counts = PolicyCounts(
+        rows=n,
+        rows_no_usable_reward=int((~has_any).sum()),
+        rows_partially_scored=int((has_any & (n_scored < M)).sum()),
+        rewards_unusable=int(n * M - n_scored.sum()),
+        rows_no_stability=int((has_any & (n_fam == 0)).sum()),
+        family_rows_too_few=too_few,
+        family_rows_tied=tied,
+        members_without_size=int((~np.isfinite(sizes)).sum()),
+        single_member_families=sum(1 for idx in groups.values() if len(idx) < 2),
+    )
+    return CrowdMetrics(difficulty, separability, stability, best, best_reward, n_scored, n_fam, counts)
+
+
+def _row_sum(X: np.ndarray) -> np.ndarray:
+    """Sum over the last axis, adding columns left to right: the same bits whatever the batch."""
+    out = np.zeros(X.shape[:-1])
+    for j in range(X.shape[-1]):
+        out += X[..., j]
+    return out
+
+
+def average_ranks(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based) along the last axis among the valid entries; 0 where invalid.
+
+    Equal to ``scipy.stats.rankdata(row[valid], method="average")`` on each row.
+    """
+    v = valid[..., None, :]
+    less = ((values[..., None, :] < values[..., :, None]) & v).sum(axis=-1)
+    equal = ((values[..., None, :] == values[..., :, None]) & v).sum(axis=-1)
+    return np.where(valid, less + 0.5 * equal + 0.5, 0.0)
+
+
+def _family_spearman(R: np.ndarray, usable: np.ndarray, sizes: np.ndarray, families: list[list[int]]):
+    """Spearman ρ between reward ranks and size ranks within each family, usable members only.
+
+    Families are padded to one ``[n, F, m]`` block so the work is a fixed number of numpy calls
+    whatever the crowd. Returns ``(rho, enough, untied)``, each ``[n, F]``: rho is meaningful
+    where enough (≥ 2 usable members) and untied (neither rank vector constant).
+    """
+    F, m = len(families), max(len(f) for f in families)
+    idx = np.zeros((F, m), dtype=np.int64)
+    real = np.zeros((F, m), dtype=bool)
+    for f, members in enumerate(families):
+        idx[f, : len(members)] = members
+        real[f, : len(members)] = True
+    V = usable[:, idx] & real  # [n, F, m]
+    X = np.where(V, R[:, idx], 0.0)
+    S = np.broadcast_to(sizes[idx], X.shape)
+    r = average_ranks(X, V)
+    s = average_ranks(S, V)
+    c = V.sum(axis=-1)
+    cc = np.maximum(c, 1)
+    dr = np.where(V, r - (_row_sum(r) / cc)[..., None], 0.0)
+    ds = np.where(V, s - (_row_sum(s) / cc)[..., None], 0.0)
+    cov, r_var, s_var = _row_sum(dr * ds), _row_sum(dr * dr), _row_sum(ds * ds)
+    enough = c >= 2
+    untied = (r_var > 0) & (s_var > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = np.clip(cov / np.sqrt(r_var * s_var), -1.0, 1.0)
+    return np.where(enough & untied, rho, np.nan), enough, untied
