@@ -567,17 +567,13 @@ def _resolve_against_example(crowd: Crowd, example: Mapping[str, Any]) -> Crowd:
     if missing:
         raise CrowdError(f"crowd member(s) {missing} have no column in the data; columns are: {keys}")
     members = tuple(Member(lowered[m.name.lower()], m.family, m.params_b) for m in crowd.members)
+    cells = [example[m.name] for m in members if isinstance(example[m.name], Mapping)]
     reward = crowd.reward
-    if reward is None:
-        values = []
-        for m in members:
-            v = example[m.name]
-            if isinstance(v, Mapping):
-                values.append(v)
-            elif isinstance(v, list) and v and isinstance(v[0], Mapping):
-                values.append(v[0])
-        if values:
-            reward = _choose_reward(_numeric_keys_of_dicts(values), None, "columns " + ", ".join(m.name for m in members))
+    if cells:
+        if reward is None:
+            reward = _choose_reward(_numeric_keys_of_dicts(cells), None, "columns " + ", ".join(m.name for m in members))
+        else:
+            reward = _pick(cells[0].keys(), (reward,)) or reward
     return replace(crowd, members=members, reward=reward, instruction=instruction)
 
 

@@ -121,22 +121,23 @@ def crowd_metrics(
         raise ValueError(f"rewards have {M} member columns but {len(families)} families and {sizes.size} sizes were given")
     priority = np.arange(M) if tie_priority is None else np.asarray(tie_priority)
 
-    usable = np.isfinite(R)
-    n_scored = usable.sum(axis=1)
+    # Member-major layout: every per-member slice below is contiguous.
+    RT = np.ascontiguousarray(R.T)
+    usable = np.isfinite(RT)
+    n_scored = usable.sum(axis=0)
     has_any = n_scored > 0
     denom = np.maximum(n_scored, 1)
 
-    Z = np.where(usable, R, 0.0)
-    total = _row_sum(Z)
-    mean = np.where(has_any, total / denom, np.nan)
-    D = np.where(usable, R - mean[:, None], 0.0)
-    separability = np.where(has_any, _row_sum(D * D) / denom, np.nan)
+    Z = np.where(usable, RT, 0.0)
+    mean = np.where(has_any, _member_sum(Z) / denom, np.nan)
+    D = np.where(usable, RT - mean, 0.0)
+    separability = np.where(has_any, _member_sum(D * D) / denom, np.nan)
     difficulty = -mean
 
-    masked = np.where(usable, R, -np.inf)
-    top = masked.max(axis=1) if M else np.full(n, -np.inf)
-    is_top = usable & (masked == top[:, None])
-    best = np.where(has_any, np.argmin(np.where(is_top, priority[None, :], np.iinfo(np.int64).max), axis=1), -1)
+    masked = np.where(usable, RT, -np.inf)
+    top = masked.max(axis=0) if M else np.full(n, -np.inf)
+    is_top = usable & (masked == top)
+    best = np.where(has_any, np.argmin(np.where(is_top, priority[:, None], np.iinfo(np.int64).max), axis=0), -1)
     best_reward = np.where(has_any, top, np.nan)
 
     groups: dict[str, list[int]] = {}
@@ -145,12 +146,12 @@ def crowd_metrics(
             groups.setdefault(str(fam), []).append(j)
     eligible = [idx for idx in groups.values() if len(idx) >= 2]
     if eligible:
-        rho, enough, untied = _family_spearman(R, usable, sizes, eligible)
-        ok = enough & untied  # [n, F]
-        stab_sum = _row_sum(np.where(ok, rho, 0.0))
-        n_fam = ok.sum(axis=1)
-        too_few = int((has_any[:, None] & ~enough).sum())
-        tied = int((has_any[:, None] & enough & ~untied).sum())
+        rho, enough, untied = _family_spearman(RT, usable, sizes, eligible)
+        ok = enough & untied  # [F, n]
+        stab_sum = _member_sum(np.where(ok, rho, 0.0))
+        n_fam = ok.sum(axis=0)
+        too_few = int((has_any & ~enough).sum())
+        tied = int((has_any & enough & ~untied).sum())
     else:
         stab_sum, n_fam, too_few, tied = np.zeros(n), np.zeros(n, dtype=np.int64), 0, 0
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -170,48 +171,55 @@ def crowd_metrics(
     return CrowdMetrics(difficulty, separability, stability, best, best_reward, n_scored, n_fam, counts)
 
 
-def _row_sum(X: np.ndarray) -> np.ndarray:
-    """Sum over the last axis, adding columns left to right: the same bits whatever the batch."""
-    out = np.zeros(X.shape[:-1])
-    for j in range(X.shape[-1]):
-        out += X[..., j]
+def _member_sum(X: np.ndarray) -> np.ndarray:
+    """Sum over the first (member) axis, adding members in order: the same bits whatever the batch."""
+    out = np.zeros(X.shape[1:])
+    for j in range(X.shape[0]):
+        out += X[j]
     return out
 
 
 def average_ranks(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Average ranks (1-based) along the last axis among the valid entries; 0 where invalid.
+    """Average ranks (1-based) along the FIRST axis among the valid entries; 0 where invalid.
 
-    Equal to ``scipy.stats.rankdata(row[valid], method="average")`` on each row.
+    Equal to ``scipy.stats.rankdata(values[valid[:, k], k], method="average")`` for every
+    trailing index ``k``. One vectorised comparison per pair of members, so the cost is
+    m(m-1)/2 array operations, not an ``m × m`` broadcast.
     """
-    v = valid[..., None, :]
-    less = ((values[..., None, :] < values[..., :, None]) & v).sum(axis=-1)
-    equal = ((values[..., None, :] == values[..., :, None]) & v).sum(axis=-1)
-    return np.where(valid, less + 0.5 * equal + 0.5, 0.0)
+    m = values.shape[0]
+    ranks = np.where(valid, 1.0, 0.0)
+    for i in range(m):
+        for j in range(i + 1, m):
+            both = valid[i] & valid[j]
+            tie = 0.5 * (both & (values[i] == values[j]))
+            ranks[i] += (both & (values[i] > values[j])) + tie
+            ranks[j] += (both & (values[j] > values[i])) + tie
+    return ranks
 
 
-def _family_spearman(R: np.ndarray, usable: np.ndarray, sizes: np.ndarray, families: list[list[int]]):
+def _family_spearman(RT: np.ndarray, usable: np.ndarray, sizes: np.ndarray, families: list[list[int]]):
     """Spearman ρ between reward ranks and size ranks within each family, usable members only.
 
-    Families are padded to one ``[n, F, m]`` block so the work is a fixed number of numpy calls
-    whatever the crowd. Returns ``(rho, enough, untied)``, each ``[n, F]``: rho is meaningful
+    Families are padded to one ``[m, F, n]`` block, so the work is a fixed number of numpy calls
+    whatever the crowd. Returns ``(rho, enough, untied)``, each ``[F, n]``: rho is meaningful
     where enough (≥ 2 usable members) and untied (neither rank vector constant).
     """
     F, m = len(families), max(len(f) for f in families)
-    idx = np.zeros((F, m), dtype=np.int64)
-    real = np.zeros((F, m), dtype=bool)
+    idx = np.zeros((m, F), dtype=np.int64)
+    real = np.zeros((m, F), dtype=bool)
     for f, members in enumerate(families):
-        idx[f, : len(members)] = members
-        real[f, : len(members)] = True
-    V = usable[:, idx] & real  # [n, F, m]
-    X = np.where(V, R[:, idx], 0.0)
-    S = np.broadcast_to(sizes[idx], X.shape)
+        idx[: len(members), f] = members
+        real[: len(members), f] = True
+    V = usable[idx] & real[:, :, None]  # [m, F, n]
+    X = RT[idx]
+    S = np.broadcast_to(sizes[idx][:, :, None], X.shape)
     r = average_ranks(X, V)
     s = average_ranks(S, V)
-    c = V.sum(axis=-1)
+    c = V.sum(axis=0)
     cc = np.maximum(c, 1)
-    dr = np.where(V, r - (_row_sum(r) / cc)[..., None], 0.0)
-    ds = np.where(V, s - (_row_sum(s) / cc)[..., None], 0.0)
-    cov, r_var, s_var = _row_sum(dr * ds), _row_sum(dr * dr), _row_sum(ds * ds)
+    dr = np.where(V, r - _member_sum(r) / cc, 0.0)
+    ds = np.where(V, s - _member_sum(s) / cc, 0.0)
+    cov, r_var, s_var = _member_sum(dr * ds), _member_sum(dr * dr), _member_sum(ds * ds)
     enough = c >= 2
     untied = (r_var > 0) & (s_var > 0)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -83,6 +83,25 @@ def _ids(texts: Sequence[Any], column: str) -> list[str]:
     return out
 
 
+def _ids_arrow(column: pa.ChunkedArray | pa.Array, name: str) -> list[str]:
+    """``content_id`` of every string, hashed straight from the Arrow buffers (no decoding)."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    blake2b = hashlib.blake2b
+    out: list[str] = []
+    for chunk in chunks:
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            raise CrowdError(f"instruction column {name!r} must hold text, found {chunk.type}")
+        if chunk.null_count:
+            row = len(out) + int(np.flatnonzero(chunk.is_null().to_numpy(zero_copy_only=False))[0])
+            raise CrowdError(f"instruction column {name!r} is empty (None) in row {row}; every row needs an instruction")
+        _, offsets_buf, data_buf = chunk.buffers()
+        dtype = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+        offsets = np.frombuffer(offsets_buf, dtype=dtype)[chunk.offset : chunk.offset + len(chunk) + 1].tolist()
+        data = memoryview(data_buf) if data_buf is not None else memoryview(b"")
+        out.extend(blake2b(data[a:b], digest_size=8).hexdigest() for a, b in zip(offsets, offsets[1:]))
+    return out
+
+
 class _Plan:
     """A crowd bound to concrete columns, with the per-member arrays the metrics need."""
 
@@ -164,7 +183,9 @@ def _wide_matrix_python(rows: Sequence[Mapping[str, Any]] | None, columns: Mappi
             if cell is None:
                 R[i, j] = math.nan
             elif isinstance(cell, Mapping):
-                R[i, j] = _to_float(cell.get(reward), name, reward)
+                if reward not in cell:
+                    raise CrowdError(f"column {name!r} has no reward field {reward!r}; its fields are: {sorted(cell)}")
+                R[i, j] = _to_float(cell[reward], name, reward)
             else:
                 raise CrowdError(f"column {name!r} must hold structs with the response and its scores, found {type(cell).__name__}")
     return R
@@ -182,7 +203,9 @@ def _long_matrix_python(lists: Sequence[Any], plan: _Plan) -> np.ndarray:
             if j in seen:
                 raise CrowdError(f"a row lists model {plan.names[j]!r} more than once in {crowd.column!r}; each model may answer once")
             seen.add(j)
-            R[i, j] = _to_float(e.get(crowd.reward), f"{crowd.column}[{plan.names[j]}]", crowd.reward)
+            if crowd.reward not in e:
+                raise CrowdError(f"entries of {crowd.column!r} have no reward field {crowd.reward!r}; their fields are: {sorted(e)}")
+            R[i, j] = _to_float(e[crowd.reward], f"{crowd.column}[{plan.names[j]}]", crowd.reward)
     return R
 
 
@@ -319,7 +342,7 @@ class CrowdScore:
         if table.num_rows == 0:
             return {c: [] for c in COLUMNS}
         R = _long_matrix_arrow(table, plan) if crowd.layout == "long" else _wide_matrix_arrow(table, plan)
-        ids = _ids(table.column(crowd.instruction).to_pylist(), crowd.instruction)
+        ids = _ids_arrow(table.column(crowd.instruction), crowd.instruction)
         m = plan.metrics(R)
         self._count(m.counts)
         return _columns_from_metrics(m, ids, plan.names)
@@ -380,7 +403,7 @@ def _metrics_over_table(table: pa.Table, plan: _Plan) -> tuple[pa.Table, PolicyC
             R = _long_matrix_arrow(part.select([crowd.column]), plan, row_offset=start)
         else:
             R = _wide_matrix_arrow(part.select(plan.names), plan)
-        ids = _ids(part.column(crowd.instruction).to_pylist(), crowd.instruction)
+        ids = _ids_arrow(part.column(crowd.instruction), crowd.instruction)
         m = plan.metrics(R)
         counts = counts + m.counts
         parts.append(_metrics_table(m, ids, plan.names))
