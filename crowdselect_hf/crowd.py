@@ -345,6 +345,20 @@ def _is_numeric(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 
 
+def _is_score(t: pa.DataType) -> bool:
+    """A field that can hold rewards: numeric, or all-null (Arrow infers ``null`` when every value is None)."""
+    return _is_numeric(t) or pa.types.is_null(t)
+
+
+def _score_fields(structs: Iterable[Mapping[str, pa.DataType]]) -> list[str]:
+    """Fields every struct can hold rewards in, numeric in at least one of them."""
+    structs = list(structs)
+    common = [n for n, t in structs[0].items() if _is_score(t)]
+    for fields in structs[1:]:
+        common = [n for n in common if n in fields and _is_score(fields[n])]
+    return [n for n in common if any(_is_numeric(f[n]) for f in structs)]
+
+
 def _is_text(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
 
@@ -395,7 +409,7 @@ def _wide_member_fields(schema: pa.Schema) -> dict[str, dict[str, pa.DataType]]:
         if pa.types.is_struct(f.type):
             fields = _struct_fields(f.type)
             content = _pick(fields, CONTENT_KEYS)
-            if content is not None and _is_text(fields[content]) and any(_is_numeric(t) for t in fields.values()):
+            if content is not None and _is_text(fields[content]) and any(_is_score(t) for n, t in fields.items() if n != content):
                 out[f.name] = fields
     return out
 
@@ -415,10 +429,7 @@ def _infer_from_schema(schema: pa.Schema, reward: str | None, data: Any) -> Crow
     instruction = _find_instruction(schema.names)
     wide = _wide_member_fields(schema)
     if wide:
-        common = [n for n, t in next(iter(wide.values())).items() if _is_numeric(t)]
-        for fields in wide.values():
-            common = [n for n in common if n in fields and _is_numeric(fields[n])]
-        chosen = _choose_reward(common, reward, "columns " + ", ".join(wide))
+        chosen = _choose_reward(_score_fields(wide.values()), reward, "columns " + ", ".join(wide))
         content = _pick(next(iter(wide.values())), CONTENT_KEYS)
         members = tuple(Member(name, *parse_model_name(name)) for name in wide)
         return Crowd(members, reward=chosen, layout="wide", content_key=content, instruction=instruction)
@@ -427,8 +438,7 @@ def _infer_from_schema(schema: pa.Schema, reward: str | None, data: Any) -> Crow
         if len(long) > 1:
             raise CrowdError(f"several list columns could hold the crowd: {sorted(long)}; pass crowd=Crowd(..., layout='long', column=...)")
         column, fields = next(iter(long.items()))
-        numeric = [n for n, t in fields.items() if _is_numeric(t)]
-        chosen = _choose_reward(numeric, reward, f"list column {column!r}")
+        chosen = _choose_reward(_score_fields([fields]), reward, f"list column {column!r}")
         model_key = _pick(fields, MODEL_KEYS)
         names = _long_model_names(data, column, model_key)
         members = tuple(Member(name, *parse_model_name(name)) for name in names)
@@ -517,11 +527,10 @@ def _resolve_against_schema(crowd: Crowd, schema: pa.Schema) -> Crowd:
         content_key = _pick(fields, (crowd.content_key, *CONTENT_KEYS))
         if model_key is None:
             raise CrowdError(f"list column {column!r} has no model field ({crowd.model_key!r}); fields: {sorted(fields)}")
-        numeric = [n for n, t in fields.items() if _is_numeric(t)]
-        if crowd.reward is not None and _pick(fields, (crowd.reward,)) and not _is_numeric(fields[_pick(fields, (crowd.reward,))]):
+        if crowd.reward is not None and _pick(fields, (crowd.reward,)) and not _is_score(fields[_pick(fields, (crowd.reward,))]):
             f = _pick(fields, (crowd.reward,))
             raise CrowdError(f"reward field {f!r} of list column {column!r} is not numeric (it is {fields[f]})")
-        reward = _choose_reward(numeric, crowd.reward, f"list column {column!r}")
+        reward = _choose_reward(_score_fields([fields]), crowd.reward, f"list column {column!r}")
         return replace(crowd, layout="long", column=column, model_key=model_key, content_key=content_key or crowd.content_key,
                        reward=reward, instruction=instruction)
 
@@ -532,7 +541,7 @@ def _resolve_against_schema(crowd: Crowd, schema: pa.Schema) -> Crowd:
             f"crowd member(s) {missing} have no column in the data; columns are: {names}"
         )
     members = []
-    shared: list[str] | None = None
+    structs = []
     content_key = crowd.content_key
     for m in crowd.members:
         col = lowered[m.name.lower()]
@@ -544,13 +553,12 @@ def _resolve_against_schema(crowd: Crowd, schema: pa.Schema) -> Crowd:
             f = _pick(fields, (crowd.reward,))
             if f is None:
                 raise CrowdError(f"column {col!r} has no reward field {crowd.reward!r}; its fields are: {sorted(fields)}")
-            if not _is_numeric(fields[f]):
+            if not _is_score(fields[f]):
                 raise CrowdError(f"reward field {f!r} of column {col!r} is not numeric (it is {fields[f]}); rewards must be numbers")
-        numeric = [n for n, ft in fields.items() if _is_numeric(ft)]
-        shared = numeric if shared is None else [n for n in shared if n in numeric]
+        structs.append(fields)
         content_key = _pick(fields, (crowd.content_key, *CONTENT_KEYS)) or content_key
         members.append(Member(col, m.family, m.params_b))
-    reward = _choose_reward(shared or [], crowd.reward, "columns " + ", ".join(m.name for m in members))
+    reward = _choose_reward(_score_fields(structs), crowd.reward, "columns " + ", ".join(m.name for m in members))
     return replace(crowd, members=tuple(members), reward=reward, layout="wide", content_key=content_key, instruction=instruction)
 
 

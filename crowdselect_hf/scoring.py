@@ -28,8 +28,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from datasets.fingerprint import Hasher
-from datasets.table import InMemoryTable, MemoryMappedTable, concat_tables
+from datasets.table import InMemoryTable, MemoryMappedTable
 
+from .columns import attach_columns, read_columns
 from .crowd import Crowd, CrowdError, Member, parse_model_name
 from .metrics import ALGORITHM_VERSION, CrowdMetrics, PolicyCounts, crowd_metrics
 
@@ -137,7 +138,8 @@ def _wide_matrix_arrow(table: pa.Table, plan: _Plan) -> np.ndarray:
     R = np.empty((table.num_rows, len(plan.names)), dtype=np.float64)
     for j, name in enumerate(plan.names):
         values = pc.struct_field(table.column(name), [reward])
-        if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type) or pa.types.is_decimal(values.type)):
+        if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type) or pa.types.is_decimal(values.type)
+                or pa.types.is_null(values.type)):
             raise CrowdError(f"reward field {reward!r} of column {name!r} is not numeric (it is {values.type})")
         R[:, j] = pc.cast(values, pa.float64()).to_numpy()
     return R
@@ -436,10 +438,6 @@ def score(ds, crowd: Crowd | None = None, reward: str | None = None):
         -0.5
     """
     plan = _bind(ds, crowd, reward)
-    base = ds.data
-    stale = [c for c in COLUMNS if c in base.column_names]
-    if stale:
-        base = base.drop(stale)
     fingerprint = Hasher.hash(["crowdselect_hf.score", ds._fingerprint, plan.crowd.__getstate__(), ALGORITHM_VERSION])
 
     cache_path = None
@@ -460,21 +458,7 @@ def score(ds, crowd: Crowd | None = None, reward: str | None = None):
         else:
             metrics = InMemoryTable(table)
 
-    features = datasets.Features({**{k: v for k, v in ds.features.items() if k not in COLUMNS}, **FEATURES})
-    combined = concat_tables([base, metrics], axis=1)
-    out = datasets.Dataset(combined, info=_info_with(ds.info, features), split=ds.split,
-                           indices_table=ds._indices, fingerprint=fingerprint)
-    fmt = ds.format
-    if fmt["type"] is not None or fmt["columns"] is not None:
-        columns = None if fmt["columns"] is None else list(fmt["columns"]) + [c for c in COLUMNS if c not in fmt["columns"]]
-        out.set_format(fmt["type"], columns=columns, output_all_columns=fmt["output_all_columns"], **fmt["format_kwargs"])
-    return out
-
-
-def _info_with(info, features):
-    info = info.copy()
-    info.features = features
-    return info
+    return attach_columns(ds, metrics, FEATURES, fingerprint)
 
 
 def crowd_report(ds, crowd: Crowd | None = None, reward: str | None = None) -> PolicyCounts:
@@ -489,7 +473,4 @@ def crowd_report(ds, crowd: Crowd | None = None, reward: str | None = None) -> P
     """
     plan = _bind(ds, crowd, reward)
     cols = [plan.crowd.column] if plan.crowd.layout == "long" else plan.names
-    table = ds.data.table.select(cols + [plan.crowd.instruction])
-    if ds._indices is not None:
-        table = table.take(ds._indices.column(0))
-    return _metrics_over_table(table, plan)[1]
+    return _metrics_over_table(read_columns(ds, cols + [plan.crowd.instruction]), plan)[1]

@@ -156,3 +156,19 @@ def test_schema_input_and_to_dict():
     schema = pa.schema([("instruction", pa.string()), ("x-3b", pa.struct([("content", pa.string()), ("s", pa.int64())]))])
     crowd = Crowd.infer(schema)
     assert crowd.to_dict()["members"] == [{"name": "x-3b", "family": "x", "params_b": 3.0}]
+
+
+def test_a_member_whose_rewards_are_all_missing_is_still_a_member():
+    # Arrow types a field that is None in every row as `null`; the member must not vanish.
+    ds = datasets.Dataset.from_list([{"instruction": "x", "a-1b": {"content": "r", "s": None}, "a-7b": {"content": "q", "s": 0.4}}])
+    assert ds.features["a-1b"]["s"].dtype == "null"
+    crowd = Crowd.infer(ds)
+    assert crowd.names == ["a-1b", "a-7b"] and crowd.reward == "s"
+
+
+def test_a_struct_without_any_numeric_field_is_not_a_reward():
+    text = datasets.Value("string")
+    member = datasets.Features({"content": text, "error": datasets.Value("null")})
+    feats = datasets.Features({"instruction": text, "a-1b": member, "a-7b": member})
+    with pytest.raises(CrowdError, match="share no numeric score field"):
+        Crowd.infer(feats)
