@@ -1,0 +1,519 @@
+"""Curated sets as Hub-shaped folders and Hub repositories, and loading them back by name.
+
+A curated set is Parquet plus a ``configs:`` block in its README — what ``datasets`` ≥ 4 loads
+with no loading script::
+
+    <folder or repo>/
+        README.md                         one card for every config (card.py)
+        <config>/train-00000-of-00001.parquet
+        <config>/_crowdselect/pool.parquet    the whole pool's scores (Selection.pool_table())
+        <config>/_crowdselect/selection.json  params, summary, crowd and source of the selection
+
+The config's ``data_files`` pattern is ``<config>/train-*``, so ``_crowdselect/`` is never read
+as data. :func:`save_local` writes such a folder, :func:`publish` pushes the same files in one
+commit, and :func:`load_selected` loads a recipe name, a repo id or a folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import datasets
+from huggingface_hub import DatasetCard
+
+from .card import CARD_FIELD, SPLIT, config_entry, json_ready, merge_card
+
+logger = logging.getLogger(__name__)
+
+SIDECAR = "_crowdselect"
+README = "README.md"
+DEFAULT_MAX_SHARD_SIZE = "500MB"
+_CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+class HubError(ValueError):
+    """A curated set cannot be written, found or loaded as asked."""
+
+
+class ConfigExistsError(HubError):
+    """The config is already there and ``overwrite=True`` was not given."""
+
+
+class PublishError(RuntimeError):
+    """The push failed; the repository was left as it was (see :func:`publish`)."""
+
+
+# -- names -------------------------------------------------------------------------------------
+
+def check_config_name(config_name: str) -> str:
+    """A config name that is also a safe folder name.
+
+    Example:
+        >>> check_config_name("crowdselect-1k")
+        'crowdselect-1k'
+        >>> check_config_name("../x")
+        Traceback (most recent call last):
+        ...
+        crowdselect_hf.hub.HubError: config name '../x' is not valid: use letters, digits, '-', '_' and '.', starting with a letter or digit (at most 96 characters)
+    """
+    if not isinstance(config_name, str) or not _CONFIG_NAME.match(config_name) or ".." in config_name:
+        raise HubError(f"config name {config_name!r} is not valid: use letters, digits, '-', '_' and '.', starting "
+                       "with a letter or digit (at most 96 characters)")
+    return config_name
+
+
+def check_repo_id(repo_id: str) -> str:
+    """A dataset repo id ``owner/name`` as the Hub accepts it.
+
+    Example:
+        >>> check_repo_id("me/magpie-crowdselect")
+        'me/magpie-crowdselect'
+        >>> check_repo_id("me//x")
+        Traceback (most recent call last):
+        ...
+        crowdselect_hf.hub.HubError: malformed repo id 'me//x': expected 'owner/name' (letters, digits, '-', '_', '.'; no '--' or '..'; at most 96 characters)
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    problem = not isinstance(repo_id, str) or repo_id.count("/") != 1
+    if not problem:
+        try:
+            validate_repo_id(repo_id)
+        except HFValidationError:
+            problem = True
+    if problem:
+        raise HubError(f"malformed repo id {repo_id!r}: expected 'owner/name' (letters, digits, '-', '_', '.'; "
+                       "no '--' or '..'; at most 96 characters)")
+    return repo_id
+
+
+# -- the card and config listing -----------------------------------------------------------------
+
+def read_card(folder: str | os.PathLike) -> DatasetCard | None:
+    """The card of a local folder, or ``None`` when it has no README.md."""
+    path = Path(folder) / README
+    if not path.is_file():
+        return None
+    return DatasetCard(path.read_text(encoding="utf-8"))
+
+
+def card_configs(card: DatasetCard | None) -> list[str]:
+    """The config names listed by a card's ``configs:`` block."""
+    if card is None:
+        return []
+    return [c.get("config_name") for c in (card.data.get("configs") or []) if isinstance(c, Mapping)]
+
+
+def config_names(folder: str | os.PathLike) -> list[str]:
+    """The configs of a local Hub-shaped folder (as ``datasets.get_dataset_config_names`` sees them)."""
+    return card_configs(read_card(folder))
+
+
+# -- writing one config ----------------------------------------------------------------------------
+
+def _sft_format(ds: datasets.Dataset) -> str | None:
+    if "messages" in ds.column_names:
+        return "messages"
+    if "prompt" in ds.column_names and "completion" in ds.column_names:
+        return "prompt-completion"
+    return None
+
+
+def _num_shards(ds: datasets.Dataset, max_shard_size: int | str) -> int:
+    from datasets.utils.py_utils import convert_file_size_to_int
+
+    limit = convert_file_size_to_int(max_shard_size)
+    size = ds._estimate_nbytes() if len(ds) else 0
+    return max(1, min(len(ds), int(math.ceil(size / limit)))) if len(ds) else 1
+
+
+def _source_of(ds: datasets.Dataset, source: Mapping[str, Any] | None) -> dict[str, Any]:
+    if source is not None:
+        return dict(source)
+    info = ds.info
+    name = info.dataset_name or info.builder_name
+    return {"dataset": name, "config": info.config_name} if name else {}
+
+
+def stage_config(ds: datasets.Dataset, root: str | os.PathLike, config_name: str, *, selection: Any = None,
+                 crowd: Any = None, source: Mapping[str, Any] | None = None, existing: DatasetCard | None = None,
+                 license: str | None = None, repo_ref: str | None = None, pretty_name: str | None = None,
+                 max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE) -> list[str]:
+    """Write one config and the merged card into ``root`` (an empty staging folder).
+
+    Returns:
+        The written files, relative to ``root`` (POSIX paths, as they go into a repo).
+    """
+    if not isinstance(ds, datasets.Dataset):
+        raise TypeError(f"expected a datasets.Dataset, got {type(ds).__name__}")
+    root = Path(root)
+    written: list[str] = []
+    n = _num_shards(ds, max_shard_size)
+    num_bytes = 0
+    for i in range(n):
+        rel = f"{config_name}/{SPLIT}-{i:05d}-of-{n:05d}.parquet"
+        (root / config_name).mkdir(parents=True, exist_ok=True)
+        shard = ds.shard(num_shards=n, index=i, contiguous=True) if n > 1 else ds
+        shard.to_parquet(str(root / rel))
+        num_bytes += (root / rel).stat().st_size
+        written.append(rel)
+
+    source = _source_of(ds, source)
+    if selection is not None:
+        import pyarrow.parquet as pq
+
+        side = root / config_name / SIDECAR
+        side.mkdir(parents=True, exist_ok=True)
+        pq.write_table(selection.pool_table(), side / "pool.parquet")
+        record = {"params": selection.params, "summary": selection.summary(),
+                  "crowd": crowd.to_dict() if crowd is not None else None,
+                  "source": {**source, "fingerprint": ds._fingerprint}, "config": config_name,
+                  "rows": len(ds)}
+        (side / "selection.json").write_text(json.dumps(json_ready(record), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        written += [f"{config_name}/{SIDECAR}/pool.parquet", f"{config_name}/{SIDECAR}/selection.json"]
+
+    info = datasets.DatasetInfo(
+        config_name=config_name, features=ds.features,
+        splits=datasets.SplitDict({SPLIT: datasets.SplitInfo(name=SPLIT, num_bytes=ds.data.nbytes if len(ds) else 0,
+                                                             num_examples=len(ds))}),
+        download_size=num_bytes, dataset_size=ds.data.nbytes if len(ds) else 0,
+    )
+    entry = config_entry(config_name, rows=len(ds), format=_sft_format(ds), selection=selection, crowd=crowd,
+                         source=source, fingerprint=ds._fingerprint)
+    card = merge_card(existing, config_name, entry, dataset_info=info, license=license or ds.info.license or None,
+                      repo_ref=repo_ref,
+                      pretty_name=pretty_name)
+    (root / README).write_text(str(card), encoding="utf-8")
+    written.append(README)
+    return written
+
+
+def save_local(ds: datasets.Dataset, folder: str | os.PathLike, config_name: str, selection: Any = None,
+               overwrite: bool = False, *, crowd: Any = None, source: Mapping[str, Any] | None = None,
+               license: str | None = None, pretty_name: str | None = None, repo_ref: str | None = None,
+               max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE) -> Path:
+    """Write ``ds`` as config ``config_name`` of a Hub-shaped folder that
+    ``datasets.load_dataset(folder, config_name)`` loads offline.
+
+    Other configs of the folder are kept; the shared README.md is merged, never replaced
+    wholesale. Everything is written to a staging folder first, then moved into place (the
+    config folder by one rename, the card by an atomic replace), so a failure leaves the folder
+    as it was.
+
+    Args:
+        ds: the rows (usually :func:`~crowdselect_hf.to_sft` output).
+        folder: the Hub-shaped folder (created if needed).
+        config_name: the config to write.
+        selection: the ``Selection`` that chose the rows: its ``pool_table()`` and a
+            ``selection.json`` go to ``<config>/_crowdselect/``, its parameters into the card.
+        overwrite: replace an existing config of that name (otherwise :class:`ConfigExistsError`).
+        crowd: the ``Crowd`` that answered (recorded in the card and ``selection.json``).
+        source: the source pool, e.g. ``{"dataset": ..., "split": "train", "revision": ...}``.
+        license: the licence; default: the source's (``ds.info.license``), else the card's, else ``"other"``.
+        pretty_name: the card's title.
+        repo_ref: how the card tells readers to load it (default: the folder path).
+        max_shard_size: the largest Parquet shard (e.g. ``"500MB"``).
+
+    Returns:
+        The folder.
+
+    Example:
+        >>> import datasets, tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> ds = datasets.Dataset.from_dict({"messages": [[{"role": "user", "content": "Hi"},
+        ...                                                {"role": "assistant", "content": "Hello"}]]})
+        >>> _ = save_local(ds, folder, "tiny", license="apache-2.0")
+        >>> config_names(folder)
+        ['tiny']
+        >>> datasets.load_dataset(folder, "tiny", split="train")[0]["messages"][1]["content"]
+        'Hello'
+    """
+    check_config_name(config_name)
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise HubError(f"{str(folder)!r} exists and is not a folder")
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    existing = read_card(folder)
+    known = card_configs(existing)
+    target = folder / config_name
+    if (config_name in known or target.exists()) and not overwrite:
+        raise ConfigExistsError(f"config {config_name!r} already exists in {str(folder)!r} (configs: {known}); "
+                                "pass overwrite=True to replace it")
+
+    staging = Path(tempfile.mkdtemp(prefix=".crowdselect-staging-", dir=folder))
+    trash = None
+    try:
+        stage_config(ds, staging, config_name, selection=selection, crowd=crowd, source=source, existing=existing,
+                     license=license, repo_ref=repo_ref or str(folder), pretty_name=pretty_name,
+                     max_shard_size=max_shard_size)
+        if target.exists():
+            trash = Path(tempfile.mkdtemp(prefix=".crowdselect-old-", dir=folder)) / config_name
+            os.rename(target, trash)
+        try:
+            os.rename(staging / config_name, target)
+            os.replace(staging / README, folder / README)
+        except BaseException:
+            if trash is not None:
+                if target.exists():
+                    shutil.rmtree(target)
+                os.rename(trash, target)
+                trash = None
+            raise
+    except BaseException:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if trash is not None:
+            shutil.rmtree(trash.parent, ignore_errors=True)
+    logger.info("saved config %r (%d rows) to %s", config_name, len(ds), folder)
+    return folder
+
+
+# -- publishing ----------------------------------------------------------------------------------
+
+def publish(ds: datasets.Dataset, repo_id: str, config_name: str, selection: Any = None, private: bool | None = None,
+            token: str | None = None, revision: str | None = None, create_pr: bool = False, *, crowd: Any = None,
+            source: Mapping[str, Any] | None = None, license: str | None = None, pretty_name: str | None = None,
+            overwrite: bool = False, commit_message: str | None = None,
+            max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE) -> str:
+    """Push ``ds`` as config ``config_name`` of the dataset repo ``repo_id``, with its card.
+
+    Consistency: the current card is read at the head commit, the whole config (Parquet shards,
+    ``_crowdselect/`` files, the merged README.md) is built in a local temporary folder, and
+    everything — including deleting the config's stale shards — goes in ONE
+    ``HfApi.create_commit`` whose ``parent_commit`` is that head. A commit is atomic on the Hub,
+    so the repo gets all of it or nothing; if someone else committed in between, the commit is
+    refused instead of overwriting their card. Files uploaded to LFS before a refused commit are
+    not part of any revision.
+
+    ``HF_ENDPOINT`` and ``HF_TOKEN`` are honoured through ``huggingface_hub``; the token is
+    never printed or logged.
+
+    Args:
+        ds: the rows (usually :func:`~crowdselect_hf.to_sft` output).
+        repo_id: ``owner/name`` of the dataset repo (created if missing, with ``private``).
+        config_name: the config to write; other configs of the repo are kept.
+        selection: the ``Selection`` behind the rows (sidecar files and card parameters).
+        private: visibility if the repo has to be created (an existing repo keeps its own);
+            ``None``: the Hub's default.
+        token: a Hub token; default ``HF_TOKEN`` or the saved login.
+        revision: the branch to commit to (default ``main``).
+        create_pr: open a pull request instead of committing to the branch.
+        crowd, source, license, pretty_name, max_shard_size: as in :func:`save_local`.
+        overwrite: replace an existing config of that name.
+        commit_message: default ``"Add <config> (crowdselect-hf)"``.
+
+    Returns:
+        The commit URL (the pull-request URL with ``create_pr=True``).
+
+    Example:
+        >>> publish(ds, "me/magpie-crowdselect", "crowdselect-1k", selection=sel, crowd=crowd)  # doctest: +SKIP
+        'https://huggingface.co/datasets/me/magpie-crowdselect/commit/...'
+    """
+    def build(tmp: str, existing: DatasetCard | None) -> list[str]:
+        return stage_config(ds, tmp, config_name, selection=selection, crowd=crowd, source=source, existing=existing,
+                            license=license, repo_ref=repo_id, pretty_name=pretty_name, max_shard_size=max_shard_size)
+
+    url = _push(repo_id, config_name, build, private=private, token=token, revision=revision, create_pr=create_pr,
+                overwrite=overwrite, commit_message=commit_message)
+    logger.info("published config %r (%d rows) to %s", config_name, len(ds), url)
+    return url
+
+
+def publish_folder(folder: str | os.PathLike, repo_id: str, config_name: str | None = None, private: bool | None = None,
+                   token: str | None = None, revision: str | None = None, create_pr: bool = False, *,
+                   overwrite: bool = False, commit_message: str | None = None) -> str:
+    """Push one config of a Hub-shaped folder written by :func:`save_local`, as it is.
+
+    The config's files (Parquet shards and ``_crowdselect/``) are uploaded byte for byte; its
+    ``configs:``, ``dataset_info`` and ``crowdselect:`` entries are merged into the repo's card.
+    Same single-commit consistency as :func:`publish`.
+
+    Args:
+        folder: the Hub-shaped folder.
+        repo_id: ``owner/name`` of the dataset repo.
+        config_name: the config to push; default: the folder's only config.
+        private, token, revision, create_pr, overwrite, commit_message: as in :func:`publish`.
+
+    Returns:
+        The commit URL (the pull-request URL with ``create_pr=True``).
+    """
+    from datasets.info import DatasetInfosDict
+    from datasets.utils.metadata import MetadataConfigs
+
+    folder = Path(folder).expanduser()
+    local = read_card(folder)
+    known = card_configs(local)
+    if local is None or not known:
+        raise HubError(f"{str(folder)!r} is not a Hub-shaped folder written by save_local (no README.md with configs)")
+    if config_name is None:
+        if len(known) != 1:
+            raise HubError(f"{str(folder)!r} holds several configs {known}; name the one to push")
+        config_name = known[0]
+    if config_name not in known:
+        raise HubError(f"config {config_name!r} is not in {str(folder)!r}; configs: {known}")
+    entry = dict((local.data.get(CARD_FIELD) or {}).get(config_name) or {})
+    data_files = MetadataConfigs.from_dataset_card_data(local.data)[config_name].get("data_files")
+    info = DatasetInfosDict.from_dataset_card_data(local.data).get(config_name)
+    files = sorted(p for p in (folder / config_name).rglob("*") if p.is_file())
+
+    def build(tmp: str, existing: DatasetCard | None) -> list[str]:
+        card = merge_card(existing, config_name, entry, data_files=data_files, dataset_info=info,
+                          license=local.data.get("license"), repo_ref=repo_id, pretty_name=local.data.get("pretty_name"))
+        (Path(tmp) / README).write_text(str(card), encoding="utf-8")
+        return [README] + [p.relative_to(folder).as_posix() for p in files]
+
+    def source_of(rel: str, tmp: str) -> str:
+        return str(Path(tmp) / rel) if rel == README else str(folder / rel)
+
+    return _push(repo_id, config_name, build, private=private, token=token, revision=revision, create_pr=create_pr,
+                 overwrite=overwrite, commit_message=commit_message, source_of=source_of)
+
+
+def _push(repo_id: str, config_name: str, build, *, private, token, revision, create_pr, overwrite, commit_message,
+          source_of=None) -> str:
+    """Read the repo's head and card, build the config with ``build(tmp, existing_card)`` (which
+    returns the repo paths to upload), and commit everything in one commit on that head."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    check_repo_id(repo_id)
+    check_config_name(config_name)
+    api = HfApi(token=token)
+    try:
+        try:
+            info = api.repo_info(repo_id, repo_type="dataset", revision=revision)
+        except RepositoryNotFoundError:  # created only once we know we will write to it
+            api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+            info = api.repo_info(repo_id, repo_type="dataset", revision=revision)
+        parent = info.sha
+        remote = [s.rfilename for s in (info.siblings or [])]
+        existing = None
+        if README in remote:
+            path = api.hf_hub_download(repo_id, README, repo_type="dataset", revision=parent)
+            existing = DatasetCard(Path(path).read_text(encoding="utf-8"))
+    except (HfHubHTTPError, OSError) as e:
+        raise PublishError(f"cannot read dataset repo {repo_id!r}{_at(revision)}: {_scrub(e, token)}; nothing was changed") from None
+    known = card_configs(existing)
+    stale = [f for f in remote if f.startswith(config_name + "/")]
+    if (config_name in known or stale) and not overwrite:
+        raise ConfigExistsError(f"config {config_name!r} already exists in {repo_id!r}{_at(revision)} (configs: {known}); "
+                                "pass overwrite=True to replace it")
+    with tempfile.TemporaryDirectory(prefix="crowdselect-publish-") as tmp:
+        files = build(tmp, existing)
+        where = source_of or (lambda rel, tmp: str(Path(tmp) / rel))
+        operations = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=where(f, tmp)) for f in files]
+        operations += [CommitOperationDelete(path_in_repo=f) for f in stale if f not in files]
+        try:
+            commit = api.create_commit(
+                repo_id, operations, commit_message=commit_message or f"Add {config_name} (crowdselect-hf)",
+                repo_type="dataset", revision=revision, create_pr=create_pr, parent_commit=parent,
+            )
+        except (HfHubHTTPError, OSError) as e:
+            raise PublishError(f"pushing config {config_name!r} to {repo_id!r}{_at(revision)} failed: {_scrub(e, token)}; "
+                               "no commit was made, the repo is unchanged") from None
+    return commit.pr_url if create_pr and commit.pr_url else commit.commit_url
+
+
+def _at(revision: str | None) -> str:
+    return f" at revision {revision!r}" if revision else ""
+
+
+def _scrub(error: BaseException, token: str | None) -> str:
+    text = str(error) or type(error).__name__
+    for secret in {token, os.environ.get("HF_TOKEN")} - {None, ""}:
+        text = text.replace(secret, "***")
+    return text
+
+
+# -- loading by name -------------------------------------------------------------------------------
+
+def crowdselect_home() -> Path:
+    """Where locally built sets go: ``$CROWDSELECT_HOME`` or ``$HF_HOME/crowdselect``."""
+    from huggingface_hub import constants
+
+    return Path(os.environ.get("CROWDSELECT_HOME") or Path(constants.HF_HOME) / "crowdselect")
+
+
+def local_set_dir(repo_id: str) -> Path:
+    """The default local folder of a recipe's target repo (what ``build.py`` writes without ``--out``)."""
+    return crowdselect_home() / "sets" / repo_id.replace("/", "--")
+
+
+def _load_folder(folder: Path, config: str | None, split: str | None, **kwargs: Any):
+    card = read_card(folder)
+    known = card_configs(card)
+    if not known:
+        raise HubError(f"{str(folder)!r} is not a Hub-shaped folder: its README.md has no 'configs:' block "
+                       "(write one with crowdselect_hf.save_local)")
+    if config is None:
+        if len(known) != 1:
+            raise HubError(f"{str(folder)!r} holds several configs, choose one: {known}")
+        config = known[0]
+    if config not in known:
+        raise HubError(f"config {config!r} is not in {str(folder)!r}; existing configs: {known}")
+    return datasets.load_dataset(str(folder), config, split=split, **kwargs)
+
+
+def load_selected(name_or_repo: str | os.PathLike, config: str | None = None, split: str | None = SPLIT, *,
+                  revision: str | None = None, **load_kwargs: Any):
+    """Load a curated set by recipe name, repo id or local folder.
+
+    Resolution, in order:
+
+    1. an existing local folder → ``load_dataset(folder, config)``;
+    2. a recipe name (:func:`~crowdselect_hf.recipes.list_recipes`) → its target config, from its
+       local build (``python dataset_scripts/build.py <recipe>`` writes to
+       :func:`local_set_dir`) if there is one, else from its target repo on the Hub;
+    3. ``owner/name`` → ``load_dataset(repo_id, config, revision=revision)``.
+
+    Args:
+        name_or_repo: a recipe name, a dataset repo id, or a folder.
+        config: the config; default: the recipe's, or the only one of a folder.
+        split: the split (``None`` for a ``DatasetDict``).
+        revision: the Hub revision.
+        **load_kwargs: passed to ``datasets.load_dataset``.
+
+    Returns:
+        What ``datasets.load_dataset`` returns.
+
+    Example:
+        >>> ds = load_selected("crowdselect-1k")  # doctest: +SKIP
+    """
+    from . import recipes
+
+    path = Path(name_or_repo).expanduser()
+    if path.is_dir():
+        return _load_folder(path, config, split, **load_kwargs)
+    name = str(name_or_repo)
+    recipe = recipes.find_recipe(name)
+    if recipe is not None:
+        repo_id, config = recipe.repo_id, config or recipe.config
+        local = local_set_dir(repo_id)
+        if config in config_names(local):
+            return _load_folder(local, config, split, **load_kwargs)
+    elif "/" not in name:
+        raise recipes.RecipeError(f"unknown recipe {name!r}; known recipes: {recipes.list_recipes()} "
+                                  "(or pass a dataset repo id 'owner/name' or a local folder)")
+    else:
+        repo_id = check_repo_id(name)
+        recipe = next((r for r in recipes.all_recipes() if r.repo_id == repo_id and config in (None, r.config)), None)
+    try:
+        return datasets.load_dataset(repo_id, config, split=split, revision=revision, **load_kwargs)
+    except (ConnectionError, datasets.exceptions.DatasetNotFoundError, FileNotFoundError) as e:
+        hint = (f"build it locally with `python dataset_scripts/build.py {recipe.name}` (writes to "
+                f"{local_set_dir(repo_id)}, which load_selected({recipe.name!r}) reads), then load it again"
+                if recipe is not None else "check the repo id, or build the set locally and pass its folder")
+        raise HubError(f"cannot load {repo_id!r} (config {config!r}): {e}. It is not in the local cache and the Hub "
+                       f"cannot give it (offline, unreachable, or not published): {hint}") from None

@@ -1,0 +1,142 @@
+import logging
+
+import datasets
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from crowdselect_hf import Crowd, CrowdError, score
+from crowdselect_hf.sft import FORMATS, best_response, response_source, to_sft
+
+
+def _expected_pairs(zoo_dir, scored):
+    """(instruction, best response) per row, read straight from the parquet file and the
+    reward values, independently of to_sft."""
+    table = pq.read_table(zoo_dir / "zoo.parquet").to_pylist()
+    best = scored["crowd_best_model"]
+    return [(row["instruction"], row[b]["content"]) for row, b in zip(table, best)]
+
+
+@pytest.mark.unit
+def test_messages_hold_instruction_and_best_response(zoo_dir, zoo_scored, zoo_crowd):
+    sft = to_sft(zoo_scored)
+    scored_cols = [c for c in zoo_scored.column_names if c.startswith("crowd_")]
+    assert sft.column_names == ["messages", *scored_cols]
+    assert not set(zoo_crowd.names) & set(sft.column_names)
+    expected = _expected_pairs(zoo_dir, zoo_scored)
+    assert len(sft) == len(expected) == 805
+    for got, (instruction, response) in zip(sft["messages"], expected):
+        assert got == [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
+    # the best model is really the arg-max of the reward (recomputed here)
+    table = pq.read_table(zoo_dir / "zoo.parquet").to_pylist()
+    for row, best in zip(table[:50], zoo_scored["crowd_best_model"][:50]):
+        rewards = {m: row[m][zoo_crowd.reward] for m in zoo_crowd.names}
+        assert rewards[best] == max(r for r in rewards.values() if r is not None)
+    assert sft["crowd_id"] == zoo_scored["crowd_id"]
+
+
+@pytest.mark.unit
+def test_prompt_completion_and_no_metrics(zoo_dir, zoo_scored):
+    sub = zoo_scored.select(range(0, 805, 7))
+    sft = to_sft(sub, format="prompt-completion", keep_metrics=False)
+    assert sft.column_names == ["prompt", "completion"]
+    expected = [p for i, p in enumerate(_expected_pairs(zoo_dir, zoo_scored)) if i % 7 == 0]
+    for prompt, completion, (instruction, response) in zip(sft["prompt"], sft["completion"], expected):
+        assert prompt == [{"role": "user", "content": instruction}]
+        assert completion == [{"role": "assistant", "content": response}]
+    assert len(sft) == len(expected)
+
+
+@pytest.mark.unit
+def test_long_layout_gives_the_same_rows_as_wide(zoo_ds, zoo_crowd):
+    rows = zoo_ds.select(range(40)).to_list()
+    rng = np.random.default_rng(1)
+    long_rows = []
+    for row in rows:
+        order = rng.permutation(len(zoo_crowd))
+        long_rows.append({"instruction": row["instruction"], "source": "x", "completions": [
+            {"model": zoo_crowd.names[j], "response": row[zoo_crowd.names[j]]["content"],
+             "score": row[zoo_crowd.names[j]][zoo_crowd.reward]} for j in order]})
+    long_ds = datasets.Dataset.from_list(long_rows)
+    long_crowd = Crowd(zoo_crowd.members, reward="score", layout="long", column="completions", content_key="response")
+    long_sft = to_sft(score(long_ds, crowd=long_crowd), crowd=long_crowd)
+    wide_sft = to_sft(score(zoo_ds.select(range(40)), crowd=zoo_crowd))
+    assert long_sft.column_names == wide_sft.column_names  # the list column and "source" are gone
+    assert long_sft["messages"] == wide_sft["messages"]
+    # without a crowd, the layout is found from the columns
+    assert to_sft(score(long_ds, crowd=long_crowd))["messages"] == wide_sft["messages"]
+    assert response_source(long_ds).layout == "long"
+
+
+@pytest.mark.unit
+def test_empty_best_responses_are_dropped_and_reported(zoo_ds, zoo_crowd, caplog):
+    rows = zoo_ds.select(range(30)).to_list()
+    scored_rows = score(zoo_ds.select(range(30)), crowd=zoo_crowd)["crowd_best_model"]
+    for i in (3, 11):
+        rows[i][scored_rows[i]]["content"] = "   "
+    for name in zoo_crowd.names:  # row 20: no usable reward at all
+        rows[20][name][zoo_crowd.reward] = None
+    ds = score(datasets.Dataset.from_list(rows, features=zoo_ds.features), crowd=zoo_crowd)
+    assert ds["crowd_best_model"][20] is None
+    with caplog.at_level(logging.WARNING, logger="crowdselect_hf.sft"):
+        sft, dropped = to_sft(ds, return_dropped=True)
+    assert len(sft) == 27
+    assert dropped["index"] == [3, 11, 20]
+    assert dropped["reason"] == ["empty best response", "empty best response", "no best model (no usable reward)"]
+    assert dropped["crowd_id"] == [ds["crowd_id"][i] for i in (3, 11, 20)]
+    assert "dropped 3 of 30 rows" in caplog.text
+    kept = set(range(30)) - {3, 11, 20}
+    assert sft["crowd_id"] == [ds["crowd_id"][i] for i in sorted(kept)]
+    assert all(m[1]["content"].strip() for m in sft["messages"])
+    # the indices of a selected view point into that view
+    view = ds.select([20, 0, 3])
+    _, dropped = to_sft(view, return_dropped=True)
+    assert dropped["index"] == [0, 2] and dropped["crowd_id"] == [ds["crowd_id"][20], ds["crowd_id"][3]]
+
+
+@pytest.mark.unit
+def test_clear_errors(zoo_ds, zoo_scored):
+    with pytest.raises(CrowdError, match=r"crowd_best_model.*score the dataset first"):
+        to_sft(zoo_ds)
+    with pytest.raises(ValueError, match="format must be one of"):
+        to_sft(zoo_scored, format="chatml")
+    broken = zoo_scored.select(range(3)).map(lambda r: {"crowd_best_model": "no-such-model"})
+    with pytest.raises(CrowdError, match="no column 'no-such-model'"):
+        to_sft(broken)
+    assert FORMATS == ("messages", "prompt-completion")
+
+
+@pytest.mark.unit
+def test_best_response_long_missing_model_is_an_error():
+    row = {"crowd_best_model": "c", "completions": [{"model": "a", "response": "x"}]}
+    with pytest.raises(CrowdError, match="no entry with model='c'"):
+        best_response(row, layout="long", content_key="response", column="completions", model_key="model")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_trl_sft_trainer_consumes_both_formats(fmt, zoo_scored, tmp_path):
+    torch = pytest.importorskip("torch")
+    trl = pytest.importorskip("trl")
+    from .tiny_models import llama_config, word_tokenizer, words_of
+    from transformers import LlamaForCausalLM
+
+    sft = to_sft(zoo_scored.select(range(8)), format=fmt)
+    texts = [m["content"] for row in sft.select_columns([c for c in sft.column_names if not c.startswith("crowd_")])
+             for msgs in row.values() for m in msgs]
+    tokenizer = word_tokenizer(words_of(texts), max_words=2000)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(llama_config(len(tokenizer)))
+    args = trl.SFTConfig(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, max_length=64,
+                         report_to="none", use_cpu=True, logging_steps=1, save_strategy="no", learning_rate=1e-3)
+    trainer = trl.SFTTrainer(model=model, args=args, train_dataset=sft, processing_class=tokenizer)
+    assert "input_ids" in trainer.train_dataset.column_names
+    labels = trainer.train_dataset[0]["labels"]
+    masked = sum(1 for t in labels if t == -100)
+    if fmt == "prompt-completion":  # TRL put the loss on the completion only: it saw the prompt/completion split
+        assert 0 < masked < len(labels)
+    else:
+        assert masked == 0
+    result = trainer.train()
+    assert trainer.state.global_step == 2
+    assert np.isfinite(result.training_loss)
