@@ -1,0 +1,403 @@
+"""The HTML report: built from a Hub-shaped folder made here from the real crowd table, with a
+fake-but-plausible clustered selection (TF-IDF → KMeans, PCA map, top-by-score per cluster with
+back-fill), and checked by parsing the page and by rendering it in headless Chromium."""
+
+import base64
+import json
+import re
+import shutil
+import struct
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from crowdselect_hf.report import ReportError, cluster_table, find_config_dir, render_report, write_report
+
+SCRIPT_INSTRUCTION = 'Explain <script>alert("pwned")</script> & why "quotes" matter'
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+N_CLUSTERS = 6
+QUOTA = 12
+
+
+# -- a published selection, built independently of the package's selection code ---------------
+
+def _quantile(x):
+    """Uniform quantile of each finite value (0.5 for NaN)."""
+    out = np.full(x.shape, 0.5)
+    ok = np.isfinite(x)
+    order = np.argsort(np.argsort(x[ok], kind="stable"), kind="stable")
+    out[ok] = (order + 0.5) / ok.sum()
+    return out
+
+
+def _fake_selection(scored):
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
+    instructions = scored["instruction"]
+    X = TfidfVectorizer(max_features=1500, stop_words="english", sublinear_tf=True).fit_transform(instructions)
+    Z = normalize(TruncatedSVD(n_components=24, random_state=0).fit_transform(X))
+    labels = KMeans(n_clusters=N_CLUSTERS - 1, random_state=0, n_init=3).fit_predict(Z).astype(np.int64)
+    xy = PCA(n_components=2, random_state=0).fit_transform(Z)
+    diff = np.array(scored["crowd_difficulty"], dtype=float)
+    sep = np.array(scored["crowd_separability"], dtype=float)
+    stab = np.array(scored["crowd_stability"], dtype=float)
+    combined = _quantile(diff) + _quantile(sep) + 2 * _quantile(stab)
+    # A small extra cluster (the 4 lowest-scored rows of cluster 0), so that back-fill happens.
+    small = np.flatnonzero(labels == 0)[np.argsort(combined[labels == 0])[:4]]
+    labels[small] = N_CLUSTERS - 1
+    selected = np.zeros(len(labels), bool)
+    for c in range(N_CLUSTERS):
+        rows = np.flatnonzero(labels == c)
+        selected[rows[np.argsort(-combined[rows], kind="stable")[:QUOTA]]] = True
+    k = N_CLUSTERS * QUOTA
+    short = k - selected.sum()
+    rest = np.flatnonzero(~selected)
+    backfill = rest[np.argsort(-combined[rest], kind="stable")[:short]]
+    backfilled = np.zeros(len(labels), bool)
+    backfilled[backfill] = True
+    selected |= backfilled
+    return labels, xy, combined, selected, backfilled, k
+
+
+def _build_folder(root: Path, scored, crowd, selection, config="crowdselect-72", quotas_in_summary=True, no_map=False,
+                  no_clusters=False, empty_summary=False):
+    labels, xy, combined, selected, backfilled, k = (x.copy() if isinstance(x, np.ndarray) else x for x in selection)
+    if no_clusters:
+        labels = np.full_like(labels, -1)
+        backfilled[:] = False
+    if no_map:
+        xy = np.full_like(xy, np.nan)
+    cfg = root / config
+    meta = cfg / "_crowdselect"
+    meta.mkdir(parents=True)
+    cols = ["crowd_id", "crowd_difficulty", "crowd_separability", "crowd_stability", "crowd_best_reward", "crowd_best_model"]
+    pool = scored.select_columns(cols).data.table
+    pool = pool.append_column("crowd_combined", pa.array(combined))
+    pool = pool.append_column("crowd_cluster", pa.array(labels, pa.int64()))
+    pool = pool.append_column("crowd_selected", pa.array(selected))
+    pool = pool.append_column("crowd_backfilled", pa.array(backfilled))
+    pool = pool.append_column("crowd_map_x", pa.array(xy[:, 0]))
+    pool = pool.append_column("crowd_map_y", pa.array(xy[:, 1]))
+    pq.write_table(pool, meta / "pool.parquet")
+
+    picked = np.flatnonzero(selected)
+    # The row that the report samples first (best combined score of cluster 0) gets a hostile instruction.
+    first = picked[labels[picked] == labels[picked].min()]
+    hostile = int(first[np.argmax(combined[first])])
+    rows = []
+    for i in picked:
+        row = scored[int(i)]
+        instruction = SCRIPT_INSTRUCTION if i == hostile else row["instruction"]
+        response = row[row["crowd_best_model"]]["content"]
+        rows.append({"messages": [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}],
+                     **{c: row[c] for c in cols}})
+    pq.write_table(pa.Table.from_pylist(rows), cfg / "train-00000-of-00001.parquet")
+
+    # The shape Selection.summary() writes (plus a nested dict and a list, to exercise rendering).
+    clusters = [{"cluster": c, "size": int((labels == c).sum()), "quota": QUOTA,
+                 "picked_by_quota": int((selected & ~backfilled & (labels == c)).sum()),
+                 "backfilled": int((backfilled & (labels == c)).sum())} for c in range(N_CLUSTERS)]
+    summary = {} if empty_summary else {
+        "n_pool": len(labels), "n_selected": k, "n_backfilled": int(backfilled.sum()),
+        "excluded": {"no_usable_reward": 0, "duplicate_instruction": 0},
+        "neutral_filled": {"crowd_stability": 3}, "metric_means": {"crowd_difficulty": {"selected": 0.1, "pool": -0.1}},
+        **({"clusters": clusters} if quotas_in_summary else {}),
+    }
+    selection = {
+        "params": {"strategy": "top" if no_clusters else "crowdselect", "k": k, "n_clusters": None if no_clusters else N_CLUSTERS,
+                   "weights": [1, 1, 2], "embedder": "tfidf (test)", "seed": 42},
+        "summary": summary,
+        "crowd": crowd.to_dict(),
+        "source": {"dataset": "alpaca_zoo (test)", "split": "train"},
+    }
+    (meta / "selection.json").write_text(json.dumps(selection), encoding="utf-8")
+    return cfg, pool
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.imgs, self.sections, self.scripts, self.links = [], [], [], 0, []
+        self.tables: dict[str, list[list[str]]] = {}
+        self._table = None
+        self._row = None
+        self._cell = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append(tag)
+        if tag == "img":
+            self.imgs.append(a.get("src", ""))
+        if tag == "section":
+            self.sections.append(a.get("id"))
+        if tag == "script":
+            self.scripts += 1
+        for key in ("src", "href"):
+            if a.get(key):
+                self.links.append(a[key])
+        if tag == "table" and a.get("id"):
+            self._table = a["id"]
+            self.tables[self._table] = []
+        if tag == "tr" and self._table:
+            self._row = []
+        if tag in ("td", "th") and self._row is not None:
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._row.append(self._cell.strip())
+            self._cell = None
+        if tag == "tr" and self._row is not None:
+            self.tables[self._table].append(self._row)
+            self._row = None
+        if tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+def _parse(text):
+    page = _Page()
+    page.feed(text)
+    return page
+
+
+def _png_size(data: bytes):
+    assert data[:8] == PNG_SIGNATURE
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+@pytest.fixture(scope="module")
+def fake_selection(zoo_scored):
+    return _fake_selection(zoo_scored)
+
+
+@pytest.fixture(scope="module")
+def published(zoo_scored, zoo_crowd, fake_selection, tmp_path_factory):
+    root = tmp_path_factory.mktemp("published")
+    cfg, pool = _build_folder(root, zoo_scored, zoo_crowd, fake_selection)
+    report = write_report(root)
+    return root, cfg, pool, report
+
+
+# -- the page ------------------------------------------------------------------------------------
+
+@pytest.mark.unit
+def test_report_is_valid_self_contained_html(published):
+    root, cfg, pool, report = published
+    assert report == cfg / "report.html"
+    text = report.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+    page = _parse(text)
+    assert page.sections == ["metrics", "combined", "map", "quotas", "best", "samples", "summary"]
+    assert page.scripts == 0
+    assert [t for t in page.tags if t in ("link", "iframe", "object", "embed")] == []
+    external = [u for u in page.links if not u.startswith(("data:image/png;base64,", "#"))]
+    assert external == [], external
+    assert len(page.imgs) == 4  # metrics, combined, map, best answers
+    for src in page.imgs:
+        data = base64.b64decode(src.split(",", 1)[1], validate=True)
+        width, height = _png_size(data)
+        assert width > 100 and height > 100 and len(data) > 1000
+    # The header shows the parameters.
+    for chip in ("crowdselect", "tfidf (test)", "difficulty 1 · separability 1 · stability 2", "weighted_alpaca_eval_gpt4_turbo",
+                 "15 models"):
+        assert chip in text, chip
+    # The summary is listed flattened; per-cluster entries are left to the quota table.
+    assert "metric_means.crowd_difficulty.selected" in text and "n_backfilled" in text
+    assert "picked_by_quota" not in text and "[6 entries]" not in text
+
+
+@pytest.mark.unit
+def test_instructions_are_escaped(published):
+    text = published[3].read_text(encoding="utf-8")
+    assert "<script" not in text
+    assert "Explain &lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt; &amp; why &quot;quotes&quot; matter" in text
+
+
+@pytest.mark.unit
+def test_quota_table_matches_pool(published):
+    _, _, pool, report = published
+    page = _parse(report.read_text(encoding="utf-8"))
+    header, *rows = page.tables["quota-table"]
+    header = [h.lower() for h in header]
+    assert header == ["cluster", "size", "candidates", "quota", "picked", "back-filled", "selected", "median combined"]
+    col = {name: header.index(name) for name in header}
+    cluster = np.array(pool.column("crowd_cluster").to_pylist())
+    selected = np.array(pool.column("crowd_selected").to_pylist())
+    backfilled = np.array(pool.column("crowd_backfilled").to_pylist())
+    body = [r for r in rows if r[0].isdigit()]
+    assert [int(r[0]) for r in body] == list(range(N_CLUSTERS))
+    for r in body:
+        c = int(r[0])
+        size, cand, quota, picked, back, sel = (int(r[col[h]].replace(",", "")) for h in header[1:7])
+        assert size == cand == (cluster == c).sum()
+        assert quota == QUOTA
+        assert picked == (selected & ~backfilled & (cluster == c)).sum()
+        assert back == (backfilled & (cluster == c)).sum()
+        assert sel == (selected & (cluster == c)).sum()
+    total = next(r for r in rows if r[0] == "total")
+    assert int(total[col["size"]].replace(",", "")) == len(cluster)
+    assert int(total[col["quota"]]) == int(total[col["selected"]]) == selected.sum() == N_CLUSTERS * QUOTA
+    assert int(total[col["back-filled"]]) == backfilled.sum() > 0, "the small cluster must force some back-fill"
+    assert int(body[N_CLUSTERS - 1][col["picked"]]) == 4, "the small cluster gives all of its 4 rows"
+
+
+@pytest.mark.unit
+def test_quota_without_summary_is_equal_share():
+    cluster = np.array([0] * 10 + [1] * 2 + [2] * 10 + [-1] * 3)
+    selected = np.zeros(25, bool)
+    selected[[0, 1, 2, 3, 10, 11, 12, 13, 14]] = True  # k = 9, C = 3: base 3, one extra place
+    backfilled = np.zeros(25, bool)
+    backfilled[[3]] = True  # cluster 1 had only 2 rows: one place went to back-fill
+    rows = cluster_table(cluster, selected, backfilled, k=9)
+    assert [(r["cluster"], r["size"], r["quota"], r["picked"], r["backfilled"], r["selected"]) for r in rows] == [
+        (0, 10, 3, 3, 1, 4), (1, 2, 3, 2, 0, 2), (2, 10, 3, 3, 0, 3)]
+    with_extra = selected.copy()
+    with_extra[15] = True
+    rows = cluster_table(cluster, with_extra, backfilled, k=10)
+    assert [r["quota"] for r in rows] == [3, 3, 4]
+    assert all(r["candidates"] is None for r in rows)
+    # Recorded quotas win over the equal share, in either summary shape.
+    rows = cluster_table(cluster, selected, backfilled, k=9, summary={"quotas": [5, 1, 3]})
+    assert [r["quota"] for r in rows] == [5, 1, 3]
+    rows = cluster_table(cluster, selected, backfilled, k=9, summary={"clusters": [
+        {"cluster": 0, "size": 9, "quota": 4}, {"cluster": 1, "size": 2, "quota": 2}, {"cluster": 2, "size": 10, "quota": 3}]})
+    assert [(r["quota"], r["candidates"], r["size"]) for r in rows] == [(4, 9, 10), (2, 2, 2), (3, 10, 10)]
+
+
+@pytest.mark.unit
+def test_root_with_several_configs_and_errors(zoo_scored, zoo_crowd, fake_selection, tmp_path):
+    cfg_a, _ = _build_folder(tmp_path, zoo_scored, zoo_crowd, fake_selection, config="a")
+    _build_folder(tmp_path, zoo_scored, zoo_crowd, fake_selection, config="b", no_map=True)
+    with pytest.raises(ReportError, match=r"several configs \['a', 'b'\]"):
+        write_report(tmp_path)
+    assert find_config_dir(cfg_a) == cfg_a
+    out = write_report(tmp_path, config="b", out=tmp_path / "elsewhere" / "r.html")
+    assert out.is_file() and not (tmp_path / "b" / "report.html").exists()
+    with pytest.raises(ReportError, match="no config 'c'"):
+        write_report(tmp_path, config="c")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ReportError, match="holds no selection"):
+        write_report(empty)
+    with pytest.raises(ReportError, match="crowd_selected"):
+        render_report(pa.table({"x": [1]}), {}, {}, {}, [])
+
+
+@pytest.mark.unit
+def test_degraded_inputs_render_with_notes(zoo_scored, zoo_crowd, fake_selection, tmp_path):
+    cfg, pool = _build_folder(tmp_path, zoo_scored, zoo_crowd, fake_selection, no_map=True, no_clusters=True,
+                              empty_summary=True)
+    text = write_report(cfg).read_text(encoding="utf-8")
+    page = _parse(text)
+    assert len(page.imgs) == 3  # no map
+    assert "No map: this selection ran without instruction embeddings" in text
+    assert "No clusters: this strategy selects over the whole pool" in text
+    assert "The selection recorded no summary" not in text  # the source is still listed
+    assert "quota-table" not in page.tables
+    # A pool without the optional columns and no samples still renders.
+    minimal = pool.select(["crowd_selected", "crowd_difficulty"])
+    text = render_report(minimal, {}, {}, {}, [])
+    assert "No combined score" in text and "no crowd_best_model column" in text and "No training rows" in text
+    assert "no crowd_map_x / crowd_map_y" in text
+
+
+# -- headless Chromium --------------------------------------------------------------------------
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
+
+# Injected first in <head> of a copy of the page: records script errors, console errors and
+# resource load errors, then (on load) how many images decoded, into a <pre> that --dump-dom prints.
+PROBE = """<script>
+window.__errors = [];
+window.addEventListener('error', function (e) {
+  var t = e.target;
+  window.__errors.push(t && t.tagName ? 'load error: ' + t.tagName : 'script error: ' + e.message);
+}, true);
+var __ce = console.error;
+console.error = function () { window.__errors.push('console: ' + Array.prototype.join.call(arguments, ' ')); __ce.apply(console, arguments); };
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  var out = document.createElement('pre');
+  out.id = 'cs-probe';
+  out.textContent = JSON.stringify({images: imgs.length, loaded: ok, errors: window.__errors});
+  document.body.appendChild(out);
+});
+</script>"""
+
+BROKEN_PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>
+<img src="data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==">
+<img src="data:image/png;base64,bm90IGEgcG5n">
+<script>console.error('boom'); undefinedFunction();</script>
+</body></html>"""
+
+
+def _chromium():
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _run_chromium(binary, tmp_path, url, *extra):
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+           *extra, url]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+
+
+def _probe(binary, tmp_path, page_text, name):
+    probed = tmp_path / name
+    probed.write_text(re.sub(r"<head>", "<head>" + PROBE, page_text, count=1), encoding="utf-8")
+    proc = _run_chromium(binary, tmp_path, probed.as_uri(), "--dump-dom", "--virtual-time-budget=10000")
+    found = re.search(r'<pre id="cs-probe">(.*?)</pre>', proc.stdout, flags=re.S)
+    assert found, f"chromium printed no probe result (exit {proc.returncode}): {proc.stderr[-2000:]}"
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(published, tmp_path):
+    binary = _chromium()
+    if binary is None:
+        pytest.skip(f"no Chromium binary found (looked for {', '.join(CHROMIUM_NAMES)}); install the Debian package 'chromium'")
+    _, cfg, _, report = published
+    text = report.read_text(encoding="utf-8")
+
+    # The probe can fail: on a broken page it sees the broken image and the errors.
+    broken = _probe(binary, tmp_path, BROKEN_PAGE, "broken.html")
+    assert broken["images"] == 2 and broken["loaded"] == 1
+    assert any(e.startswith("console: boom") for e in broken["errors"])
+    assert any("undefinedFunction" in e for e in broken["errors"])
+    assert any(e == "load error: IMG" for e in broken["errors"])
+
+    result = _probe(binary, tmp_path, text, "report-probed.html")
+    assert result == {"images": 4, "loaded": 4, "errors": []}
+
+    shot = cfg / "report.png"
+    proc = _run_chromium(binary, tmp_path, report.as_uri(), f"--screenshot={shot}", "--window-size=1280,4000",
+                         "--hide-scrollbars", "--virtual-time-budget=10000")
+    assert shot.is_file(), f"no screenshot (exit {proc.returncode}): {proc.stderr[-2000:]}"
+    data = shot.read_bytes()
+    assert _png_size(data) == (1280, 4000)
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)
+    # Not a blank page: the dark header and the plots' colours are there.
+    assert pixels[:60, :, :3].mean() < 0.35
+    assert pixels[:, :, :3].std() > 0.1
