@@ -1,0 +1,158 @@
+"""The ``crowdselect`` command, driven as a user would: in subprocesses, offline, on small data."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pyarrow.parquet as pq
+import pytest
+
+from .conftest import ZOO_REWARD
+from .tiny_models import save_causal_lm, save_reward_model, word_tokenizer, words_of
+
+pytestmark = pytest.mark.slow
+
+SUBCOMMANDS = ("demo", "score", "select", "push", "load", "report", "reward", "generate")
+
+
+def run(*args, cwd=None, env=None):
+    """``crowdselect ARGS`` as a user runs it: the console script, offline, no HF_TOKEN."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "CROWDSELECT_DEBUG")}
+    full_env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})})
+    exe = Path(sys.executable).parent / "crowdselect"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "crowdselect_hf.cli"]
+    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=600)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "error:" in last
+    for fragment in fragments:
+        assert fragment in last, (fragment, result.stderr)
+
+
+@pytest.fixture(scope="module")
+def zoo_parquet(zoo_ds, tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli-data") / "zoo-120.parquet"
+    zoo_ds.select(range(120)).to_parquet(str(path))
+    return path
+
+
+def test_help_of_every_subcommand():
+    top = run("--help")
+    assert top.returncode == 0
+    for sub in SUBCOMMANDS:
+        assert sub in top.stdout
+    for sub in SUBCOMMANDS:
+        result = run(sub, "--help")
+        assert result.returncode == 0, (sub, result.stderr)
+        assert f"crowdselect {sub}" in result.stdout and "--quiet" in result.stdout
+    no_command = run()
+    assert no_command.returncode == 2 and "COMMAND" in no_command.stdout
+
+
+def test_demo_from_an_empty_folder_offline(tmp_path):
+    result = run("demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "crowdselect-demo"
+    shards = sorted((out / "crowdselect-demo").glob("train-*.parquet"))
+    assert shards and (out / "README.md").exists()
+    report = out / "crowdselect-demo" / "report.html"
+    assert report.exists() and report.stat().st_size > 20_000
+    assert str(report) in result.stdout and "trl sft" in result.stdout
+    rows = datasets.load_dataset(str(out), "crowdselect-demo", split="train")
+    assert len(rows) == 100 and rows[0]["messages"][1]["role"] == "assistant"
+    # a second run refuses to overwrite without being asked
+    again = run("demo", cwd=tmp_path)
+    assert_one_line_error(again, "exists; pass --overwrite")
+    assert run("demo", "--overwrite", "--quiet", cwd=tmp_path).returncode == 0
+
+
+def test_score_select_report_load(tmp_path, zoo_parquet, zoo_dir):
+    crowd_file = zoo_dir / "models.json"
+    scored = tmp_path / "scored.parquet"
+    result = run("score", zoo_parquet, "--crowd", crowd_file, "--reward", ZOO_REWARD, "--out", scored)
+    assert result.returncode == 0, result.stderr
+    assert "scored 120 rows" in result.stdout and "policies:" in result.stdout
+    table = pq.read_table(scored)
+    assert {"crowd_difficulty", "crowd_stability", "crowd_best_model"} <= set(table.column_names)
+
+    result = run("select", scored, "--k", 30, "--n-clusters", 3, "--weights", "1,1,2", "--out", tmp_path / "cur",
+                 "--config-name", "cs-30", "--crowd", crowd_file, "--reward", ZOO_REWARD)
+    assert result.returncode == 0, result.stderr
+    assert "selected 30 of 120 rows" in result.stdout
+    rows = datasets.load_dataset(str(tmp_path / "cur"), "cs-30", split="train")
+    assert len(rows) == 30 and set(rows["crowd_id"]) <= set(table.column("crowd_id").to_pylist())
+    selection = json.loads((tmp_path / "cur" / "cs-30" / "_crowdselect" / "selection.json").read_text())
+    assert selection["params"]["k"] == 30 and selection["params"]["n_clusters"] == 3
+
+    baseline = run("select", zoo_parquet, "--k", 10, "--strategy", "reward-top", "--out", tmp_path / "cur",
+                   "--format", "prompt-completion", "--no-report", "--quiet")
+    assert baseline.returncode == 0 and baseline.stdout == ""
+    assert sorted(datasets.get_dataset_config_names(str(tmp_path / "cur"))) == ["cs-30", "reward-top-10"]
+
+    report = run("report", tmp_path / "cur", "--config-name", "reward-top-10", "--out", tmp_path / "r.html")
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+
+    loaded = run("load", tmp_path / "cur", "--config", "cs-30", "--head", 2)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "num_rows: 30" in loaded.stdout and loaded.stdout.count('"crowd_id"') == 2
+
+
+def test_reward_and_generate_with_tiny_models(tmp_path):
+    instructions = ["name a red fruit", "say hello to the team", "count to three please"]
+    tok = word_tokenizer(words_of(instructions + ["apple", "hello", "one two three"]))
+    lm = save_causal_lm(tmp_path / "tiny-a-1b", tok)
+    rm = save_reward_model(tmp_path / "rm", tok)
+    data = tmp_path / "instructions.jsonl"
+    data.write_text("".join(json.dumps({"instruction": t}) + "\n" for t in instructions))
+
+    generated = tmp_path / "crowd.parquet"
+    result = run("generate", data, "--model", lm, "--max-new-tokens", 4, "--out", generated)
+    assert result.returncode == 0, result.stderr
+    table = pq.read_table(generated)
+    assert table.num_rows == 3 and "tiny-a-1b" in table.column_names
+
+    rewarded = tmp_path / "rewarded.parquet"
+    result = run("reward", generated, "--model", rm, "--reward-name", "rm", "--out", rewarded)
+    assert result.returncode == 0, result.stderr
+    scores = [cell["rm"] for cell in pq.read_table(rewarded).column("tiny-a-1b").to_pylist()]
+    assert len(scores) == 3 and all(isinstance(s, float) for s in scores)
+
+
+def test_bad_arguments_give_one_line_errors(tmp_path, zoo_parquet):
+    assert_one_line_error(run("score", tmp_path / "missing.parquet", "--out", tmp_path / "o.parquet"), "no such file or folder")
+    assert_one_line_error(run("select", zoo_parquet, "--k", 5000, "--out", tmp_path / "c"), "larger than the pool (120 rows)")
+    bad_weights = run("select", zoo_parquet, "--k", 5, "--weights", "1,x,2")
+    assert bad_weights.returncode == 2 and "Traceback" not in bad_weights.stderr
+    assert "weights must be three numbers" in bad_weights.stderr.strip().splitlines()[-1]
+    assert_one_line_error(run("select", zoo_parquet, "--k", 5, "--crowd", "no-such-preset"), "neither a file nor a preset")
+    assert_one_line_error(run("load", "no-such-recipe-or-repo"))
+    assert_one_line_error(run("report", tmp_path), str(tmp_path))
+    # pushing offline fails cleanly and says nothing was changed
+    cur = tmp_path / "cur"
+    assert run("select", zoo_parquet, "--k", 5, "--strategy", "random", "--out", cur, "--no-report", "-q").returncode == 0
+    assert_one_line_error(run("push", cur, "me/set", env={"HF_TOKEN": "hf_secret_value"}), "nothing was changed")
+
+
+def test_the_readme_tour_runs_as_written(tmp_path):
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"## Guided tour.*?```bash\n(.*?)```", readme, re.S).group(1)
+    commands = [line.split() for line in block.splitlines() if line.startswith("crowdselect ")]
+    assert [c[1] for c in commands] == ["score", "select", "select", "report", "load", "push"]
+    assert run("demo", "--quiet", cwd=tmp_path).returncode == 0
+    for words in commands:
+        if words[1] == "push":  # needs a token and the network; its offline failure is tested above
+            continue
+        result = run(*words[1:], cwd=tmp_path)
+        assert result.returncode == 0, (words, result.stderr[-2000:])
+    assert sorted(datasets.get_dataset_config_names(str(tmp_path / "curated"))) == ["crowdselect-200", "reward-top-200"]
+    assert (tmp_path / "curated" / "crowdselect-200" / "report.html").exists()
