@@ -423,7 +423,7 @@ def _add_selection_args(p: argparse.ArgumentParser, k_default: int | None) -> No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .selection import STRATEGIES
+    from .strategies import STRATEGIES
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars, only errors")

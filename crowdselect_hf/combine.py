@@ -19,7 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-METRICS = ("difficulty", "separability", "stability")
+from .strategies import METRICS
+
 NEUTRAL = 0.5
 """The value a NaN metric contributes on its quantile scale (the middle of ``[0, 1]``)."""
 MAX_QUANTILES = 1000

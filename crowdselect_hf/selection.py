@@ -38,17 +38,12 @@ from .columns import attach_columns, read_columns
 from .clustering import ALGORITHMS, Clustering, fit_kmeans
 from .combine import METRICS, SelectionError, check_weights, combine, quota_select, top_k
 from .embeddings import ColumnEmbedder, EmbeddingCache, default_cache, get_embedder, l2_normalise
+from .strategies import CLUSTERED, STRATEGIES
 
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("crowd_id", "crowd_difficulty", "crowd_separability", "crowd_stability", "crowd_best_model",
                     "crowd_best_reward")
-CLUSTERED = {"crowdselect", "cluster-random"} | {f"{m}-{d}-clustered" for m in METRICS for d in ("top", "bottom")}
-STRATEGIES = tuple(
-    ["crowdselect", "combined-top", "random", "cluster-random", "reward-top", "reward-bottom", "length-longest",
-     "length-shortest"]
-    + [f"{m}-{d}{c}" for m in METRICS for d in ("top", "bottom") for c in ("", "-clustered")]
-)
 POOL_SCHEMA = pa.schema([
     ("crowd_id", pa.string()),
     ("crowd_difficulty", pa.float64()),
