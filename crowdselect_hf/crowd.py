@@ -193,6 +193,27 @@ class Crowd:
             out.setdefault(m.family, []).append(m)
         return {f: [m.name for m in sorted(ms, key=lambda m: (m.params_b, m.name))] for f, ms in out.items()}
 
+    def member_columns(self, names: Iterable[str]) -> list[str]:
+        """The column of each member among ``names`` (matched case-insensitively), in member order.
+
+        Raises:
+            CrowdError: naming the members without a column, and the columns there are.
+        """
+        names = list(names)
+        lowered = {n.lower(): n for n in names}
+        missing = [m.name for m in self.members if m.name.lower() not in lowered]
+        if missing:
+            raise CrowdError(f"crowd member(s) {missing} have no column in the data; columns are: {names}")
+        return [lowered[m.name.lower()] for m in self.members]
+
+    def list_column(self, names: Iterable[str]) -> str:
+        """The long layout's list column among ``names`` (matched case-insensitively)."""
+        names = list(names)
+        column = _pick(names, (self.column,)) if self.column else None
+        if column is None:
+            raise CrowdError(f"list column {self.column!r} of the crowd is not in the data; columns are: {names}")
+        return column
+
     def with_reward(self, reward: str | None) -> "Crowd":
         return replace(self, reward=reward)
 
@@ -516,9 +537,7 @@ def _resolve_against_schema(crowd: Crowd, schema: pa.Schema) -> Crowd:
     names = schema.names
     instruction = _pick(names, (crowd.instruction,)) or _find_instruction(names, crowd.instruction)
     if crowd.layout == "long" or (crowd.column and _pick(names, (crowd.column,))):
-        column = _pick(names, (crowd.column,)) if crowd.column else None
-        if column is None:
-            raise CrowdError(f"list column {crowd.column!r} of the crowd is not in the data; columns are: {names}")
+        column = crowd.list_column(names)
         value = _list_value_type(schema.field(column).type)
         if value is None or not pa.types.is_struct(value):
             raise CrowdError(f"column {column!r} must be a list of structs for the long layout, got {schema.field(column).type}")
@@ -534,17 +553,10 @@ def _resolve_against_schema(crowd: Crowd, schema: pa.Schema) -> Crowd:
         return replace(crowd, layout="long", column=column, model_key=model_key, content_key=content_key or crowd.content_key,
                        reward=reward, instruction=instruction)
 
-    lowered = {n.lower(): n for n in names}
-    missing = [m.name for m in crowd.members if m.name.lower() not in lowered]
-    if missing:
-        raise CrowdError(
-            f"crowd member(s) {missing} have no column in the data; columns are: {names}"
-        )
     members = []
     structs = []
     content_key = crowd.content_key
-    for m in crowd.members:
-        col = lowered[m.name.lower()]
+    for m, col in zip(crowd.members, crowd.member_columns(names)):
         t = schema.field(col).type
         if not pa.types.is_struct(t):
             raise CrowdError(f"column {col!r} (crowd member {m.name!r}) must be a struct with the response and its scores, got {t}")
@@ -566,15 +578,8 @@ def _resolve_against_example(crowd: Crowd, example: Mapping[str, Any]) -> Crowd:
     keys = list(example.keys())
     instruction = _pick(keys, (crowd.instruction,)) or _find_instruction(keys, crowd.instruction)
     if crowd.layout == "long":
-        column = _pick(keys, (crowd.column,))
-        if column is None:
-            raise CrowdError(f"list column {crowd.column!r} of the crowd is not in the data; keys are: {keys}")
-        return replace(crowd, column=column, instruction=instruction, reward=crowd.reward)
-    lowered = {k.lower(): k for k in keys}
-    missing = [m.name for m in crowd.members if m.name.lower() not in lowered]
-    if missing:
-        raise CrowdError(f"crowd member(s) {missing} have no column in the data; columns are: {keys}")
-    members = tuple(Member(lowered[m.name.lower()], m.family, m.params_b) for m in crowd.members)
+        return replace(crowd, column=crowd.list_column(keys), instruction=instruction)
+    members = tuple(Member(col, m.family, m.params_b) for m, col in zip(crowd.members, crowd.member_columns(keys)))
     cells = [example[m.name] for m in members if isinstance(example[m.name], Mapping)]
     reward = crowd.reward
     if cells:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa

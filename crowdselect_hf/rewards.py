@@ -429,18 +429,12 @@ def _plan(batch: Mapping[str, Any], crowd: Crowd | None, features=None) -> _Plan
         return None
 
     if crowd is not None and crowd.layout == "long":
-        column = _pick(keys, (crowd.column,))
-        if column is None:
-            raise CrowdError(f"list column {crowd.column!r} of the crowd is not in the data; columns are: {keys}")
+        column = crowd.list_column(keys)
         fields = sample(column) or {}
         return _Plan("long", instruction, _pick(fields, (crowd.content_key, *CONTENT_KEYS)) or crowd.content_key,
                      members=crowd.names, column=column, model_key=_pick(fields, (crowd.model_key, *MODEL_KEYS)) or crowd.model_key)
     if crowd is not None:
-        lowered = {k.lower(): k for k in keys}
-        missing = [m.name for m in crowd.members if m.name.lower() not in lowered]
-        if missing:
-            raise CrowdError(f"crowd member(s) {missing} have no column in the data; columns are: {keys}")
-        members = [lowered[m.name.lower()] for m in crowd.members]
+        members = crowd.member_columns(keys)
         content = crowd.content_key
         for col in members:
             fields = sample(col)

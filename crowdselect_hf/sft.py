@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import datasets
 
-from .crowd import CONTENT_KEYS, MODEL_KEYS, Crowd, CrowdError
+from .crowd import CONTENT_KEYS, MODEL_KEYS, Crowd, CrowdError, _pick
 
 logger = logging.getLogger(__name__)
 
@@ -141,10 +141,7 @@ def response_source(ds: datasets.Dataset, crowd: Crowd | None = None) -> Respons
         if instruction is None:
             raise CrowdError(f"instruction column {crowd.instruction!r} of the crowd is not in the data; columns are: {names}")
         if crowd.layout == "long":
-            column = lowered.get((crowd.column or "").lower())
-            if column is None:
-                raise CrowdError(f"list column {crowd.column!r} of the crowd is not in the data; columns are: {names}")
-            return ResponseSource("long", instruction, crowd.content_key, column, crowd.model_key)
+            return ResponseSource("long", instruction, crowd.content_key, crowd.list_column(names), crowd.model_key)
         return ResponseSource("wide", instruction, crowd.content_key)
 
     from .crowd import INSTRUCTION_KEYS
@@ -166,11 +163,6 @@ def response_source(ds: datasets.Dataset, crowd: Crowd | None = None) -> Respons
                 return ResponseSource("long", instruction, key, name, model)
     raise CrowdError("no responses found: expected struct columns with a 'content' field (wide layout) or a list "
                      f"column of {{model, content}} (long layout); columns are: {names}; pass crowd=")
-
-
-def _pick(fields: Sequence[str] | Mapping[str, Any], candidates: Sequence[str]) -> str | None:
-    lowered = {f.lower(): f for f in fields}
-    return next((lowered[c.lower()] for c in candidates if c.lower() in lowered), None)
 
 
 def _check_format(format: str) -> None:

@@ -22,7 +22,7 @@ from crowdselect_hf.hub import (
     publish,
     save_local,
 )
-from crowdselect_hf.recipes import RecipeError, get_recipe, list_recipes
+from crowdselect_hf.recipes import RecipeError, get_recipe
 from crowdselect_hf.selection import crowd_select
 from crowdselect_hf.sft import to_sft
 
