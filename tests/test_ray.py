@@ -176,6 +176,36 @@ def test_cli_engine_ray_score_then_select(ray_local, zoo_dir, zoo_parquet, zoo_s
     assert "folder of Parquet files" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_cli_engine_ray_generate_then_reward_equal_the_datasets_path(ray_local, tmp_path):
+    import datasets
+
+    from crowdselect_hf.generation import generate_dataset
+    from crowdselect_hf.rewards import reward_dataset
+
+    from .tiny_models import save_causal_lm, save_reward_model, word_tokenizer, words_of
+
+    instructions = ["name a red fruit", "say hello to the team", "count to three please", "what is the sea"]
+    tok = word_tokenizer(words_of(instructions + ["apple hello one two three water"]))
+    lm = str(save_causal_lm(tmp_path / "tiny-a-1b", tok, seed=3))
+    rm = str(save_reward_model(tmp_path / "rm", tok, seed=4))
+    pool = datasets.Dataset.from_dict({"instruction": instructions})
+    pool.to_parquet(str(tmp_path / "instructions.parquet"))
+
+    assert main(["generate", str(tmp_path / "instructions.parquet"), "--engine", "ray", "--model", lm,
+                 "--max-new-tokens", "3", "--out", str(tmp_path / "crowd"), "-q"]) == 0
+    assert main(["reward", str(tmp_path / "crowd"), "--engine", "ray", "--model", rm, "--reward-name", "rm",
+                 "--out", str(tmp_path / "rewarded"), "-q"]) == 0
+    got = pq.read_table(tmp_path / "rewarded").sort_by("crowd_row")
+
+    expected = reward_dataset(generate_dataset(pool, [lm], max_new_tokens=3), rm, reward_name="rm")
+    assert got.column("crowd_row").to_pylist() == [0, 1, 2, 3]
+    cells = got.column("tiny-a-1b").to_pylist()
+    assert [c["content"] for c in cells] == [c["content"] for c in expected["tiny-a-1b"]]
+    assert [c["rm"] for c in cells] == pytest.approx([c["rm"] for c in expected["tiny-a-1b"]], abs=1e-5)
+    assert all(isinstance(c["rm"], float) for c in cells)
+
+
 def test_engine_ray_without_ray_names_the_extra(monkeypatch, tmp_path, capsys):
     from crowdselect_hf import demo_pool
 
