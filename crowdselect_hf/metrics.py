@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-ALGORITHM_VERSION = "1"
+ALGORITHM_VERSION = "2"  # 2: crowd_best_bytes
 
 
 @dataclass

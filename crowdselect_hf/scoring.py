@@ -12,6 +12,7 @@ Both add the same ``crowd_*`` columns with bit-identical values:
 ``crowd_best_reward``     that reward
 ``crowd_n_scored``        how many members had a usable reward
 ``crowd_n_families``      how many families entered the stability mean
+``crowd_best_bytes``      UTF-8 bytes of the best response (0: empty, or no best model)
 ========================  ==============================================================
 """
 
@@ -31,7 +32,7 @@ from datasets.fingerprint import Hasher
 from datasets.table import InMemoryTable, MemoryMappedTable
 
 from .columns import attach_columns, read_columns
-from .crowd import Crowd, CrowdError, Member, parse_model_name
+from .crowd import CONTENT_KEYS, Crowd, CrowdError, Member, _pick, parse_model_name
 from .metrics import ALGORITHM_VERSION, CrowdMetrics, PolicyCounts, crowd_metrics
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ COLUMNS = (
     "crowd_best_reward",
     "crowd_n_scored",
     "crowd_n_families",
+    "crowd_best_bytes",
 )
 ARROW_SCHEMA = pa.schema(
     [
@@ -56,6 +58,7 @@ ARROW_SCHEMA = pa.schema(
         ("crowd_best_reward", pa.float64()),
         ("crowd_n_scored", pa.int64()),
         ("crowd_n_families", pa.int64()),
+        ("crowd_best_bytes", pa.int64()),
     ]
 )
 FEATURES = datasets.Features.from_arrow_schema(ARROW_SCHEMA)
@@ -211,7 +214,69 @@ def _long_matrix_python(lists: Sequence[Any], plan: _Plan) -> np.ndarray:
     return R
 
 
-def _columns_from_metrics(m: CrowdMetrics, ids: Sequence[str], names: Sequence[str]) -> dict[str, list]:
+# -- best-response lengths: read from Arrow offsets (no decoding) or from the decoded cells --------
+
+def _content(cell: Any, key: str) -> Any:
+    if not isinstance(cell, Mapping):
+        return None
+    if key in cell:
+        return cell[key]
+    found = _pick(cell.keys(), CONTENT_KEYS)
+    return cell[found] if found else None
+
+
+def _nbytes(text: Any) -> int:
+    return len(text.encode("utf-8")) if isinstance(text, str) else 0
+
+
+def _best_bytes_python(columns: Mapping[str, Sequence[Any]], plan: _Plan, best: np.ndarray) -> list[int]:
+    crowd = plan.crowd
+    out = []
+    for i, b in enumerate(best.tolist()):
+        if b < 0:
+            out.append(0)
+        elif crowd.layout == "wide":
+            out.append(_nbytes(_content(columns[plan.names[b]][i], crowd.content_key)))
+        else:
+            entry = next((e for e in columns[crowd.column][i] or () if e.get(crowd.model_key) == plan.names[b]), None)
+            out.append(_nbytes(_content(entry, crowd.content_key)))
+    return out
+
+
+def _byte_lengths(strings: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return pc.fill_null(pc.binary_length(strings), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _struct_content(column: pa.ChunkedArray | pa.Array, crowd: Crowd, where: str):
+    try:
+        return pc.struct_field(column, [crowd.content_key])
+    except (KeyError, pa.ArrowInvalid):
+        raise CrowdError(f"{where} has no response field {crowd.content_key!r}") from None
+
+
+def _best_bytes_arrow(table: pa.Table, plan: _Plan, best: np.ndarray) -> np.ndarray:
+    crowd = plan.crowd
+    out = np.zeros(table.num_rows, dtype=np.int64)
+    if crowd.layout == "wide":
+        for j, name in enumerate(plan.names):
+            rows = best == j
+            if rows.any():
+                out[rows] = _byte_lengths(_struct_content(table.column(name), crowd, f"column {name!r}"))[rows]
+        return out
+    start = 0
+    for chunk in table.column(crowd.column).chunks:
+        flat = pc.list_flatten(chunk)
+        parents = pc.list_parent_indices(chunk).to_numpy() + start
+        models = pc.struct_field(flat, [crowd.model_key]).to_pylist()
+        cols = np.array([plan.index.get(m, -1) if m is not None else -1 for m in models], dtype=np.int64)
+        lens = _byte_lengths(_struct_content(flat, crowd, f"list column {crowd.column!r}"))
+        hit = (cols >= 0) & (cols == best[parents])
+        out[parents[hit]] = lens[hit]
+        start += len(chunk)
+    return out
+
+
+def _columns_from_metrics(m: CrowdMetrics, ids: Sequence[str], names: Sequence[str], best_bytes: Sequence[int]) -> dict[str, list]:
     best_names = [names[b] if b >= 0 else None for b in m.best.tolist()]
     return {
         "crowd_id": list(ids),
@@ -222,10 +287,11 @@ def _columns_from_metrics(m: CrowdMetrics, ids: Sequence[str], names: Sequence[s
         "crowd_best_reward": m.best_reward.tolist(),
         "crowd_n_scored": m.n_scored.astype(np.int64).tolist(),
         "crowd_n_families": m.n_families.astype(np.int64).tolist(),
+        "crowd_best_bytes": [int(b) for b in best_bytes],
     }
 
 
-def _metrics_table(m: CrowdMetrics, ids: Sequence[str], names: Sequence[str]) -> pa.Table:
+def _metrics_table(m: CrowdMetrics, ids: Sequence[str], names: Sequence[str], best_bytes: np.ndarray) -> pa.Table:
     best_names = np.array(list(names) + [None], dtype=object)[np.where(m.best >= 0, m.best, len(names))]
     return pa.table(
         [
@@ -237,6 +303,7 @@ def _metrics_table(m: CrowdMetrics, ids: Sequence[str], names: Sequence[str]) ->
             pa.array(m.best_reward),
             pa.array(m.n_scored.astype(np.int64)),
             pa.array(m.n_families.astype(np.int64)),
+            pa.array(best_bytes, pa.int64()),
         ],
         schema=ARROW_SCHEMA,
     )
@@ -335,7 +402,7 @@ class CrowdScore:
         ids = _ids(columns[crowd.instruction], crowd.instruction)
         m = plan.metrics(R)
         self._count(m.counts)
-        out = _columns_from_metrics(m, ids, plan.names)
+        out = _columns_from_metrics(m, ids, plan.names, _best_bytes_python(columns, plan, m.best))
         return out if batched else {k: v[0] for k, v in out.items()}
 
     def _call_arrow(self, table: pa.Table) -> dict[str, Any]:
@@ -347,7 +414,7 @@ class CrowdScore:
         ids = _ids_arrow(table.column(crowd.instruction), crowd.instruction)
         m = plan.metrics(R)
         self._count(m.counts)
-        return _columns_from_metrics(m, ids, plan.names)
+        return _columns_from_metrics(m, ids, plan.names, _best_bytes_arrow(table, plan, m.best))
 
     @staticmethod
     def _instruction_key(batch: Mapping[str, Any], crowd: Crowd | None) -> str:
@@ -401,19 +468,21 @@ def _metrics_over_table(table: pa.Table, plan: _Plan) -> tuple[pa.Table, PolicyC
     starts = range(0, table.num_rows, _CHUNK_ROWS)
     for start in tqdm(starts, desc="crowd metrics", unit="chunk", disable=len(starts) < 3):
         part = table.slice(start, _CHUNK_ROWS)
+        answers = part.select([crowd.column] if crowd.layout == "long" else plan.names)
         if crowd.layout == "long":
-            R = _long_matrix_arrow(part.select([crowd.column]), plan, row_offset=start)
+            R = _long_matrix_arrow(answers, plan, row_offset=start)
         else:
-            R = _wide_matrix_arrow(part.select(plan.names), plan)
+            R = _wide_matrix_arrow(answers, plan)
         ids = _ids_arrow(part.column(crowd.instruction), crowd.instruction)
         m = plan.metrics(R)
         counts = counts + m.counts
-        parts.append(_metrics_table(m, ids, plan.names))
+        parts.append(_metrics_table(m, ids, plan.names, _best_bytes_arrow(answers, plan, m.best)))
     return pa.concat_tables(parts), counts
 
 
 def score(ds, crowd: Crowd | None = None, reward: str | None = None):
-    """Add the ``crowd_*`` columns, reading only the reward fields and the instructions.
+    """Add the ``crowd_*`` columns, reading only the reward fields, the instructions and the
+    response lengths (Arrow offsets; no response is decoded).
 
     The fast path of ``ds.map(crowd_score)``: same values, bit for bit, but it never decodes a
     response, never rewrites the input table (the new columns are attached beside it, and an

@@ -18,8 +18,9 @@ Strategies (``strategy=``), each returning exactly ``k`` rows:
 ``"<metric>-top-clustered"`` …       the same, an equal quota per cluster
 ===================================  ========================================================
 
-Eligible rows: a usable reward (finite ``crowd_difficulty``) and the first such row of its
-``crowd_id`` (duplicate instructions share an id). Everything else is excluded and counted.
+Eligible rows: a usable reward (finite ``crowd_difficulty``), a non-empty best response
+(``crowd_best_bytes > 0``, when the column is there), and the first such row of its ``crowd_id``
+(duplicate instructions share an id). Everything else is excluded and counted.
 """
 
 from __future__ import annotations
@@ -421,15 +422,20 @@ class CrowdSelector(BaseEstimator):
         # Ties break by crowd_id: rank the ids once, as integers.
         _, first_any, tiebreak = np.unique(ids, return_index=True, return_inverse=True)
         usable = np.isfinite(M[:, 0])
-        usable_rows = np.flatnonzero(usable)
-        _, first_usable = np.unique(tiebreak[usable_rows], return_index=True)
+        # A row whose best answer is empty has nothing to train on: not selectable (counted).
+        answerable = usable.copy()
+        if "crowd_best_bytes" in ds.column_names:
+            answerable &= read_columns(ds, ["crowd_best_bytes"]).column(0).to_numpy(zero_copy_only=False) > 0
+        answerable_rows = np.flatnonzero(answerable)
+        _, first_answerable = np.unique(tiebreak[answerable_rows], return_index=True)
         eligible = np.zeros(n, dtype=bool)
-        eligible[usable_rows[first_usable]] = True
+        eligible[answerable_rows[first_answerable]] = True
         n_eligible = int(eligible.sum())
         if k > n_eligible:
             raise SelectionError(
                 f"k={k} is more than the {n_eligible} usable rows of the pool ({n} rows: {int((~usable).sum())} "
-                f"without a usable reward, {int(usable.sum()) - n_eligible} repeating an instruction)"
+                f"without a usable reward, {int((usable & ~answerable).sum())} with an empty best response, "
+                f"{int(answerable.sum()) - n_eligible} repeating an instruction)"
             )
         clustered = strategy in CLUSTERED
         if clustered and self.n_clusters > n_eligible:
@@ -475,7 +481,7 @@ class CrowdSelector(BaseEstimator):
             "kmeans": clustering.algorithm if clustering is not None else None,
             "n_init": int(self.n_init) if clustering is not None else None,
         }
-        summary = self._summary(params, n, usable, eligible, n - len(first_any), comb.neutral_filled, M, best_reward,
+        summary = self._summary(params, n, usable, answerable, eligible, n - len(first_any), comb.neutral_filled, M, best_reward,
                                 indices, backfilled, labels if clustered else None, quotas, sizes,
                                 taken if clustered else None, clustering)
         if summary["neutral_filled"] and any(summary["neutral_filled"].values()):
@@ -533,7 +539,7 @@ class CrowdSelector(BaseEstimator):
         return X, embedder.name
 
     @staticmethod
-    def _summary(params, n, usable, eligible, pool_duplicates, neutral_filled, M, best_reward, indices, backfilled,
+    def _summary(params, n, usable, answerable, eligible, pool_duplicates, neutral_filled, M, best_reward, indices, backfilled,
                  labels, quotas, sizes, taken, clustering) -> dict[str, Any]:
         selected = np.zeros(n, dtype=bool)
         selected[indices] = True
@@ -565,7 +571,8 @@ class CrowdSelector(BaseEstimator):
             "n_backfilled": int(len(backfilled)),
             "excluded": {
                 "no_usable_reward": int((~usable).sum()),
-                "duplicate_instruction": int((usable & ~eligible).sum()),
+                "empty_best_response": int((usable & ~answerable).sum()),
+                "duplicate_instruction": int((answerable & ~eligible).sum()),
             },
             "pool_duplicate_ids": int(pool_duplicates),
             "neutral_filled": dict(neutral_filled),

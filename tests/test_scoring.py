@@ -50,7 +50,7 @@ def test_every_path_equals_an_independent_scipy_computation(five_paths, zoo_ds, 
     families = [m.family for m in zoo_crowd]
     sizes = [m.params_b for m in zoo_crowd]
     reward = zoo_crowd.reward
-    rows = zoo_ds.select_columns(names + ["instruction"]).to_list()
+    rows = zoo_ds.select_columns(names + ["instruction"]).to_list()  # decoded independently of our code
     expected = []
     for row in rows:
         rewards = [row[n][reward] for n in names]
@@ -63,6 +63,8 @@ def test_every_path_equals_an_independent_scipy_computation(five_paths, zoo_ds, 
         assert cols["crowd_n_families"] == expected[:, 5].astype(int).tolist(), path
         best_rewards = [row[m][reward] for row, m in zip(rows, cols["crowd_best_model"])]
         assert best_rewards == cols["crowd_best_reward"], path
+        assert cols["crowd_best_bytes"] == [len(row[m]["content"].encode("utf-8")) for row, m in
+                                            zip(rows, cols["crowd_best_model"])], path
         assert cols["crowd_id"] == [hashlib.blake2b(r["instruction"].encode(), digest_size=8).hexdigest() for r in rows]
     # The table is real and interesting: stability takes both signs, some families tie.
     stab = np.array(five_paths["score"]["crowd_stability"])

@@ -192,15 +192,18 @@ def holey():
 
 
 def test_unusable_rows_are_excluded_and_counted(holey):
-    sel = crowd_select(holey, k=36, n_clusters=4)
+    # Row 0: fam-1b answers "" and ties fam-7b at 0.0; the tie goes to the name that sorts
+    # first, so its best answer is empty and it has nothing to train on.
+    assert holey[0]["crowd_best_model"] == "fam-1b" and holey[0]["crowd_best_bytes"] == 0
+    sel = crowd_select(holey, k=35, n_clusters=4)
     s = sel.summary()
-    assert s["excluded"]["no_usable_reward"] == 4 and s["n_eligible"] == 36
-    assert not {3, 13, 23, 33} & set(sel.indices.tolist())
+    assert s["excluded"]["no_usable_reward"] == 4 and s["excluded"]["empty_best_response"] == 1 and s["n_eligible"] == 35
+    assert not {0, 3, 13, 23, 33} & set(sel.indices.tolist())
     assert np.isnan(sel.combined[[3, 13, 23, 33]]).all()
     stab = np.asarray(holey["crowd_stability"], dtype=float)
-    assert s["neutral_filled"]["stability"] == int(np.isnan(stab).sum() - 4) > 0
-    with pytest.raises(SelectionError, match="more than the 36 usable rows.*4 without a usable reward"):
-        crowd_select(holey, k=37, n_clusters=4)
+    assert s["neutral_filled"]["stability"] == int(np.isnan(stab[np.arange(40) != 0]).sum() - 4) > 0
+    with pytest.raises(SelectionError, match="more than the 35 usable rows.*4 without a usable reward, 1 with an empty best response"):
+        crowd_select(holey, k=36, n_clusters=4)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -239,7 +242,7 @@ def test_baselines_against_independent_orderings(zoo_scored, zoo_ds):
 def test_summary_contents(zoo_scored, zoo_sel):
     s = zoo_sel.summary()
     assert s["n_pool"] == 805 and s["n_selected"] == 100 and s["n_backfilled"] == 0
-    assert s["excluded"] == {"no_usable_reward": 0, "duplicate_instruction": 0}
+    assert s["excluded"] == {"no_usable_reward": 0, "empty_best_response": 0, "duplicate_instruction": 0}
     assert sum(c["size"] for c in s["clusters"]) == 805 and sum(c["quota"] for c in s["clusters"]) == 100
     stab = col(zoo_scored, "crowd_stability")
     assert s["metric_means"]["stability"]["pool"] == pytest.approx(np.nanmean(stab))
@@ -360,3 +363,27 @@ def test_selection_with_minibatch_and_sampled_kmeans(zoo_scored):
     for algo in ("minibatch", "sampled"):
         sel = crowd_select(zoo_scored, k=40, kmeans=algo)
         assert len(sel.indices) == 40 and sel.params["kmeans"] in (algo, "full")
+
+
+@pytest.mark.unit
+def test_rows_whose_best_answer_is_empty_are_never_selected(zoo_ds, zoo_crowd, zoo_scored):
+    from crowdselect_hf import score, to_sft
+
+    # Empty the best answer of the 5 rows with the highest best reward: reward-top would take them.
+    top = np.argsort(-np.array(zoo_scored["crowd_best_reward"]), kind="stable")[:5].tolist()
+    best = zoo_scored["crowd_best_model"]
+
+    def empty_best(row, idx):
+        if idx in top:
+            row[best[idx]] = {**row[best[idx]], "content": ""}
+        return row
+
+    emptied = score(zoo_ds.map(empty_best, with_indices=True), crowd=zoo_crowd)
+    assert [emptied[i]["crowd_best_bytes"] for i in top] == [0] * 5
+    sel = crowd_select(emptied, k=50, strategy="reward-top")
+    assert not set(top) & set(sel.indices.tolist())
+    assert sel.summary()["excluded"]["empty_best_response"] == 5
+    reward = np.array(emptied["crowd_best_reward"])
+    others = np.setdiff1d(np.arange(len(reward)), np.concatenate([sel.indices, top]))
+    assert reward[sel.indices].min() >= reward[others].max()  # still the top 50 of the answerable rows
+    assert len(to_sft(emptied.select(sel.indices), crowd=zoo_crowd)) == 50  # exactly k reach TRL
