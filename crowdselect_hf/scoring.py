@@ -22,7 +22,7 @@ import hashlib
 import logging
 import math
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import datasets
 import numpy as np
@@ -148,11 +148,16 @@ def _wide_matrix_arrow(table: pa.Table, plan: _Plan) -> np.ndarray:
     return R
 
 
-def _long_matrix_arrow(table: pa.Table, plan: _Plan, row_offset: int = 0) -> np.ndarray:
+def _long_matrix_arrow(table: pa.Table, plan: _Plan, row_offset: int = 0) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """The reward matrix of a long-layout table, and a function from best member to its answer's bytes.
+
+    Each list entry is read once: its row, member, reward and answer length (Arrow offsets).
+    """
     crowd = plan.crowd
     R = np.full((table.num_rows, len(plan.names)), np.nan)
     start = 0
     unknown: set[str] = set()
+    kept_rows, kept_cols, kept_lens = [], [], []
     for chunk in table.column(crowd.column).chunks:
         flat = pc.list_flatten(chunk)
         parents = pc.list_parent_indices(chunk).to_numpy() + start
@@ -163,10 +168,28 @@ def _long_matrix_arrow(table: pa.Table, plan: _Plan, row_offset: int = 0) -> np.
         keep = cols >= 0
         _check_unique_pairs(parents[keep], cols[keep], plan.names, row_offset)
         R[parents[keep], cols[keep]] = values[keep]
+        kept_rows.append(parents[keep])
+        kept_cols.append(cols[keep])
+        kept_lens.append(_byte_lengths(_struct_content(flat, crowd, f"list column {crowd.column!r}"))[keep])
         start += len(chunk)
     if unknown:
         logger.warning("models not in the crowd were ignored: %s", sorted(unknown))
-    return R
+    rows, cols, lens = (np.concatenate(a) if a else np.zeros(0, np.int64) for a in (kept_rows, kept_cols, kept_lens))
+
+    def best_bytes(best: np.ndarray) -> np.ndarray:
+        out = np.zeros(table.num_rows, dtype=np.int64)
+        hit = cols == best[rows]
+        out[rows[hit]] = lens[hit]
+        return out
+
+    return R, best_bytes
+
+
+def _answers_arrow(table: pa.Table, plan: _Plan, row_offset: int = 0) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """The reward matrix of an Arrow table in either layout, and best member → answer bytes."""
+    if plan.crowd.layout == "long":
+        return _long_matrix_arrow(table, plan, row_offset)
+    return _wide_matrix_arrow(table, plan), lambda best: _wide_best_bytes_arrow(table, plan, best)
 
 
 def _check_unique_pairs(rows: np.ndarray, cols: np.ndarray, names: Sequence[str], row_offset: int) -> None:
@@ -179,7 +202,7 @@ def _check_unique_pairs(rows: np.ndarray, cols: np.ndarray, names: Sequence[str]
         raise CrowdError(f"row {row_offset + k // len(names)} lists model {names[k % len(names)]!r} more than once; each model may answer once")
 
 
-def _wide_matrix_python(rows: Sequence[Mapping[str, Any]] | None, columns: Mapping[str, Sequence[Any]], plan: _Plan, n: int) -> np.ndarray:
+def _wide_matrix_python(columns: Mapping[str, Sequence[Any]], plan: _Plan, n: int) -> np.ndarray:
     reward = plan.crowd.reward
     R = np.empty((n, len(plan.names)), dtype=np.float64)
     for j, name in enumerate(plan.names):
@@ -254,25 +277,12 @@ def _struct_content(column: pa.ChunkedArray | pa.Array, crowd: Crowd, where: str
         raise CrowdError(f"{where} has no response field {crowd.content_key!r}") from None
 
 
-def _best_bytes_arrow(table: pa.Table, plan: _Plan, best: np.ndarray) -> np.ndarray:
-    crowd = plan.crowd
+def _wide_best_bytes_arrow(table: pa.Table, plan: _Plan, best: np.ndarray) -> np.ndarray:
     out = np.zeros(table.num_rows, dtype=np.int64)
-    if crowd.layout == "wide":
-        for j, name in enumerate(plan.names):
-            rows = best == j
-            if rows.any():
-                out[rows] = _byte_lengths(_struct_content(table.column(name), crowd, f"column {name!r}"))[rows]
-        return out
-    start = 0
-    for chunk in table.column(crowd.column).chunks:
-        flat = pc.list_flatten(chunk)
-        parents = pc.list_parent_indices(chunk).to_numpy() + start
-        models = pc.struct_field(flat, [crowd.model_key]).to_pylist()
-        cols = np.array([plan.index.get(m, -1) if m is not None else -1 for m in models], dtype=np.int64)
-        lens = _byte_lengths(_struct_content(flat, crowd, f"list column {crowd.column!r}"))
-        hit = (cols >= 0) & (cols == best[parents])
-        out[parents[hit]] = lens[hit]
-        start += len(chunk)
+    for j, name in enumerate(plan.names):
+        rows = best == j
+        if rows.any():
+            out[rows] = _byte_lengths(_struct_content(table.column(name), plan.crowd, f"column {name!r}"))[rows]
     return out
 
 
@@ -398,7 +408,7 @@ class CrowdScore:
                     plan = _Plan(crowd, extra)
             R = _long_matrix_python(lists, plan)
         else:
-            R = _wide_matrix_python(None, columns, plan, n)
+            R = _wide_matrix_python(columns, plan, n)
         ids = _ids(columns[crowd.instruction], crowd.instruction)
         m = plan.metrics(R)
         self._count(m.counts)
@@ -410,11 +420,11 @@ class CrowdScore:
         crowd = plan.crowd
         if table.num_rows == 0:
             return {c: [] for c in COLUMNS}
-        R = _long_matrix_arrow(table, plan) if crowd.layout == "long" else _wide_matrix_arrow(table, plan)
+        R, best_bytes = _answers_arrow(table, plan)
         ids = _ids_arrow(table.column(crowd.instruction), crowd.instruction)
         m = plan.metrics(R)
         self._count(m.counts)
-        return _columns_from_metrics(m, ids, plan.names, _best_bytes_arrow(table, plan, m.best))
+        return _columns_from_metrics(m, ids, plan.names, best_bytes(m.best))
 
     @staticmethod
     def _instruction_key(batch: Mapping[str, Any], crowd: Crowd | None) -> str:
@@ -469,14 +479,11 @@ def _metrics_over_table(table: pa.Table, plan: _Plan) -> tuple[pa.Table, PolicyC
     for start in tqdm(starts, desc="crowd metrics", unit="chunk", disable=len(starts) < 3):
         part = table.slice(start, _CHUNK_ROWS)
         answers = part.select([crowd.column] if crowd.layout == "long" else plan.names)
-        if crowd.layout == "long":
-            R = _long_matrix_arrow(answers, plan, row_offset=start)
-        else:
-            R = _wide_matrix_arrow(answers, plan)
+        R, best_bytes = _answers_arrow(answers, plan, row_offset=start)
         ids = _ids_arrow(part.column(crowd.instruction), crowd.instruction)
         m = plan.metrics(R)
         counts = counts + m.counts
-        parts.append(_metrics_table(m, ids, plan.names, _best_bytes_arrow(answers, plan, m.best)))
+        parts.append(_metrics_table(m, ids, plan.names, best_bytes(m.best)))
     return pa.concat_tables(parts), counts
 
 
