@@ -17,28 +17,20 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 
-DEFAULT_REWARD = "Skywork-Reward-Llama-3.1-8B"
+from .model_names import DEFAULT_REWARD, KNOWN_SIZES, PRESETS, parse_model_name  # noqa: F401  (KNOWN_SIZES: re-exported)
+
 CONTENT_KEYS = ("content", "response")
 MODEL_KEYS = ("model", "model_name")
+NON_REWARD_KEYS = CONTENT_KEYS + MODEL_KEYS + ("error",)
+"""Member fields that are never the reward: the answer, the model's name, a generation error."""
 INSTRUCTION_KEYS = ("instruction", "prompt", "question")
-
-# Sizes that model names do not spell out in billions.
-KNOWN_SIZES = {
-    "phi-3-mini": 3.8,
-    "phi-3-small": 7.0,
-    "phi-3-medium": 14.0,
-    "phi-3.5-mini": 3.8,
-    "phi-4-mini": 3.8,
-}
-
-_SIZE_TOKEN = re.compile(r"^(?:(\d+)x)?(\d+(?:\.\d+)?)([bm])$", re.IGNORECASE)
 
 
 class CrowdError(ValueError):
@@ -71,53 +63,13 @@ class Member:
         object.__setattr__(self, "family", str(self.family) if self.family else parse_model_name(self.name)[0])
 
 
-def parse_model_name(name: str) -> tuple[str, float]:
-    """Read a family and a size (billions of parameters) from a model name.
-
-    The size is the first ``<number>B`` token (``8x7B`` counts 56; ``270M`` counts 0.27); the
-    family is the lower-cased name without it and without any ``org/`` prefix. Names that do not
-    spell their size (``Phi-3-mini-128k-instruct``) are looked up in :data:`KNOWN_SIZES`.
-
-    Example:
-        >>> parse_model_name("Qwen2.5-7B-Instruct")
-        ('qwen2.5-instruct', 7.0)
-        >>> parse_model_name("Phi-3-mini-128k-instruct")
-        ('phi-3-128k-instruct', 3.8)
-    """
-    base = name.rsplit("/", 1)[-1]
-    tokens = [t for t in re.split(r"[-_\s]+", base) if t]
-    size = math.nan
-    size_at = None
-    for unit in ("b", "m"):
-        for i, tok in enumerate(tokens):
-            m = _SIZE_TOKEN.match(tok)
-            if m and m.group(3).lower() == unit:
-                experts = int(m.group(1)) if m.group(1) else 1
-                size = experts * float(m.group(2)) * (1.0 if unit == "b" else 1e-3)
-                size_at = i
-                break
-        if size_at is not None:
-            break
-    lowered = [t.lower() for t in tokens]
-    if size_at is None:
-        for prefix, known in KNOWN_SIZES.items():
-            parts = prefix.split("-")
-            for i in range(len(lowered) - len(parts) + 1):
-                if lowered[i : i + len(parts)] == parts:
-                    size, size_at = known, i + len(parts) - 1
-                    break
-            if size_at is not None:
-                break
-    family_tokens = [t for i, t in enumerate(lowered) if i != size_at]
-    return "-".join(family_tokens) or base.lower(), size
-
-
 @dataclass(frozen=True)
 class Crowd:
     """The crowd: its members, the reward field, and the layout of the table.
 
     Args:
-        members: the models, in any order (metrics do not depend on it).
+        members: the models, in any order (metrics do not depend on it). A long-layout crowd may
+            have none: it is then *open*, and every model its rows name is a member.
         reward: the numeric field holding each response's reward. ``None`` until resolved
             against data (:meth:`resolve` picks it as :meth:`infer` does).
         layout: ``"wide"`` (a struct column per member) or ``"long"`` (one list column).
@@ -145,7 +97,7 @@ class Crowd:
 
     def __post_init__(self):
         members = tuple(m if isinstance(m, Member) else Member(**_member_kwargs(m)) for m in self.members)
-        if not members:
+        if not members and self.layout != "long":  # a long crowd without members is open: the rows name them
             raise CrowdError("a crowd needs at least one member")
         seen: dict[str, str] = {}
         for m in members:
@@ -209,7 +161,7 @@ class Crowd:
     def list_column(self, names: Iterable[str]) -> str:
         """The long layout's list column among ``names`` (matched case-insensitively)."""
         names = list(names)
-        column = _pick(names, (self.column,)) if self.column else None
+        column = pick_name(names, (self.column,)) if self.column else None
         if column is None:
             raise CrowdError(f"list column {self.column!r} of the crowd is not in the data; columns are: {names}")
         return column
@@ -288,32 +240,29 @@ class Crowd:
         return cls(members=tuple(members), reward=reward, **layout)
 
     @classmethod
-    def infer(cls, data: Any, reward: str | None = None) -> "Crowd":
+    def infer(cls, data: Any, reward: str | None = None, *, need_reward: bool = True) -> "Crowd":
         """Find the crowd in a dataset, its features, or one example.
 
-        Wide members are struct columns with a text ``content`` (or ``response``) field and at
-        least one numeric field; a long layout is a list-of-struct column with a ``model`` field.
-        Families and sizes come from the model names (:func:`parse_model_name`). The reward is
-        ``reward`` if given, else the one numeric field all members share, else
-        ``Skywork-Reward-Llama-3.1-8B`` when it is among several; otherwise an error lists them.
+        Wide members are struct columns with a text (or all-None) ``content`` (or ``response``)
+        field; a long layout is a list-of-struct column with a ``model`` field. Families and sizes
+        come from the model names (:func:`parse_model_name`). The reward is ``reward`` if given,
+        else the one field all members share besides the answer, the model and an ``error``, else
+        ``Skywork-Reward-Llama-3.1-8B`` when it is among several, else the only numeric one;
+        otherwise an error lists them.
 
         Args:
             data: a ``Dataset``, an ``IterableDataset`` with known features, ``Features``, a
                 ``pyarrow.Schema``, or one example as a dict.
             reward: the reward field; matched case-insensitively.
+            need_reward: ``False`` to find the answers of a table that has no reward yet (the
+                crowd's ``reward`` is then ``None``).
         """
-        kind, schema_like = _schema_of(data)
-        if kind == "example":
-            return _infer_from_example(schema_like, reward)
-        return _infer_from_schema(schema_like, reward, data)
+        return find_crowd(data, reward, need_reward=need_reward)
 
-    def resolve(self, data: Any) -> "Crowd":
+    def resolve(self, data: Any, *, need_reward: bool = True) -> "Crowd":
         """Bind this crowd to a table: exact column and field names (matched case-insensitively),
         the layout, and the reward. Raises :class:`CrowdError` naming what is missing."""
-        kind, schema_like = _schema_of(data)
-        if kind == "example":
-            return _resolve_against_example(self, schema_like)
-        return _resolve_against_schema(self, schema_like)
+        return _resolve(self, data, need_reward)
 
 
 def _member_kwargs(entry: Any) -> dict[str, Any]:
@@ -336,64 +285,78 @@ def _member_kwargs(entry: Any) -> dict[str, Any]:
     raise CrowdError(f"cannot read a crowd member from {entry!r}")
 
 
-# -- schema helpers ---------------------------------------------------------------------------
+# -- finding the crowd in a table ---------------------------------------------------------------------
+#
+# One set of rules for a table's schema and for one decoded example, so ``score()`` and
+# ``ds.map(crowd_score)`` find the same crowd: a wide member is a struct with a text (or all-None)
+# ``content``; a long layout is a list of structs naming their model; the reward is chosen among
+# the fields every member shares that are not the answer, the model or an error. Whether the
+# reward's *values* are numbers is checked where they are read (binding.py), value by value.
 
 def _schema_of(data: Any) -> tuple[str, Any]:
     """Return ("schema", pa.Schema) or ("example", dict)."""
     if isinstance(data, pa.Schema):
         return "schema", data
     features = getattr(data, "features", None) if not isinstance(data, Mapping) else None
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover - datasets is a core dependency
-        datasets = None
-    if datasets is not None:
-        if isinstance(data, datasets.Features):
-            return "schema", data.arrow_schema
-        if isinstance(data, (datasets.Dataset, datasets.IterableDataset)):
-            if features is None:
-                raise CrowdError(
-                    "this IterableDataset does not know its features, so the crowd cannot be found from them; "
-                    "pass crowd=Crowd(...) explicitly, or map per example (the crowd is then read from each row)"
-                )
-            return "schema", features.arrow_schema
+    import datasets
+
+    if isinstance(data, datasets.Features):
+        return "schema", data.arrow_schema
+    if isinstance(data, (datasets.Dataset, datasets.IterableDataset)):
+        if features is None:
+            raise CrowdError(
+                "this IterableDataset does not know its features, so the crowd cannot be found from them; "
+                "pass crowd=Crowd(...) explicitly, or map per example (the crowd is then read from each row)"
+            )
+        return "schema", features.arrow_schema
     if isinstance(data, Mapping):
         return "example", data
     raise CrowdError(f"cannot find a crowd in a {type(data).__name__}; pass a Dataset, Features, a pyarrow Schema or an example dict")
 
 
-def _is_numeric(t: pa.DataType) -> bool:
+def is_numeric_type(t: pa.DataType) -> bool:
+    """Arrow types whose values are rewards as they are: integers, floats and decimals."""
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 
 
-def _is_score(t: pa.DataType) -> bool:
-    """A field that can hold rewards: numeric, or all-null (Arrow infers ``null`` when every value is None)."""
-    return _is_numeric(t) or pa.types.is_null(t)
+def _is_text_or_null(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t) or pa.types.is_null(t)
 
 
-def _score_fields(structs: Iterable[Mapping[str, pa.DataType]]) -> list[str]:
-    """Fields every struct can hold rewards in, numeric in at least one of them."""
-    structs = list(structs)
-    common = [n for n, t in structs[0].items() if _is_score(t)]
-    for fields in structs[1:]:
-        common = [n for n in common if n in fields and _is_score(fields[n])]
-    return [n for n in common if any(_is_numeric(f[n]) for f in structs)]
-
-
-def _is_text(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, Decimal)) and not isinstance(v, bool)
 
 
 def _struct_fields(t: pa.DataType) -> dict[str, pa.DataType]:
     return {t.field(i).name: t.field(i).type for i in range(t.num_fields)}
 
 
-def _pick(names: Iterable[str], candidates: Sequence[str]) -> str | None:
+def pick_name(names: Iterable[str], candidates: Sequence[str]) -> str | None:
+    """The first of ``candidates`` among ``names``, matched case-insensitively, spelled as in ``names``.
+
+    Example:
+        >>> pick_name(["Instruction", "m-7b"], ("prompt", "instruction"))
+        'Instruction'
+    """
     lowered = {n.lower(): n for n in names}
     for c in candidates:
-        if c.lower() in lowered:
+        if c is not None and c.lower() in lowered:
             return lowered[c.lower()]
     return None
+
+
+def find_instruction(names: Iterable[str], preferred: str | None = None) -> str:
+    """The instruction column among ``names``: ``preferred``, else ``instruction``/``prompt``/``question``.
+
+    Raises:
+        CrowdError: naming what was looked for and the columns there are.
+    """
+    names = list(names)
+    candidates = ((preferred,) if preferred else ()) + tuple(k for k in INSTRUCTION_KEYS if k != preferred)
+    found = pick_name(names, candidates)
+    if found is None:
+        raise CrowdError(f"no instruction column found (looked for {list(candidates)}); columns are: {names}")
+    return found
 
 
 def _list_value_type(t: pa.DataType) -> pa.DataType | None:
@@ -402,36 +365,61 @@ def _list_value_type(t: pa.DataType) -> pa.DataType | None:
     return None
 
 
-def _find_instruction(names: Iterable[str], preferred: str = "instruction") -> str:
-    names = list(names)
-    found = _pick(names, (preferred, *INSTRUCTION_KEYS))
-    return found or preferred
+def _reward_candidates(structs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Fields every member has that could be the reward (not the answer, the model or an error)."""
+    skip = {k.lower() for k in NON_REWARD_KEYS}
+    common = [n for n in structs[0] if n.lower() not in skip]
+    for fields in structs[1:]:
+        common = [n for n in common if n in fields]
+    return common
 
 
-def _choose_reward(common: Sequence[str], reward: str | None, where: str) -> str:
+def _choose_reward(candidates: Sequence[str], numeric: Sequence[str], reward: str | None, where: str,
+                   need: bool = True) -> str | None:
+    """The reward field: ``reward`` if given, else the only candidate, else the default reward,
+    else the only candidate holding numbers; otherwise an error listing them."""
     if reward is not None:
-        match = _pick(common, (reward,))
+        match = pick_name(candidates, (reward,))
         if match is None:
-            raise CrowdError(f"reward field {reward!r} is not a numeric field of every crowd member ({where}); numeric fields they share: {sorted(common)}")
+            raise CrowdError(f"reward field {reward!r} is not a field of every crowd member ({where}); "
+                             f"fields they share: {sorted(candidates)}")
         return match
-    if len(common) == 1:
-        return common[0]
-    if not common:
-        raise CrowdError(f"the crowd members share no numeric score field ({where}); score the responses first (RewardScorer) or pass reward=")
-    default = _pick(common, (DEFAULT_REWARD,))
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        if not need:
+            return None
+        raise CrowdError(f"the crowd members share no numeric score field ({where}); score the responses first "
+                         "(RewardScorer, or `crowdselect reward`) or name the field with reward= (--reward)")
+    default = pick_name(candidates, (DEFAULT_REWARD,))
     if default is not None:
         return default
-    raise CrowdError(f"several numeric fields could be the reward ({where}): {sorted(common)}; choose one with reward=")
+    if len(numeric) == 1:
+        return numeric[0]
+    if not need:
+        return None
+    raise CrowdError(f"several fields could be the reward ({where}): {sorted(candidates)}; "
+                     "choose one with reward= (--reward)")
 
 
-def _wide_member_fields(schema: pa.Schema) -> dict[str, dict[str, pa.DataType]]:
+def _wide_members_schema(schema: pa.Schema) -> dict[str, dict[str, pa.DataType]]:
     out = {}
     for f in schema:
         if pa.types.is_struct(f.type):
             fields = _struct_fields(f.type)
-            content = _pick(fields, CONTENT_KEYS)
-            if content is not None and _is_text(fields[content]) and any(_is_score(t) for n, t in fields.items() if n != content):
+            content = pick_name(fields, CONTENT_KEYS)
+            if content is not None and _is_text_or_null(fields[content]):
                 out[f.name] = fields
+    return out
+
+
+def _wide_members_example(example: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    out = {}
+    for k, v in example.items():
+        if isinstance(v, Mapping):
+            content = pick_name(v, CONTENT_KEYS)
+            if content is not None and (v[content] is None or isinstance(v[content], str)):
+                out[k] = v
     return out
 
 
@@ -441,35 +429,75 @@ def _long_columns(schema: pa.Schema) -> dict[str, dict[str, pa.DataType]]:
         value = _list_value_type(f.type)
         if value is not None and pa.types.is_struct(value):
             fields = _struct_fields(value)
-            if _pick(fields, MODEL_KEYS) and _pick(fields, CONTENT_KEYS):
+            if pick_name(fields, MODEL_KEYS) and pick_name(fields, CONTENT_KEYS):
                 out[f.name] = fields
     return out
 
 
-def _infer_from_schema(schema: pa.Schema, reward: str | None, data: Any) -> Crowd:
-    instruction = _find_instruction(schema.names)
-    wide = _wide_member_fields(schema)
-    if wide:
-        chosen = _choose_reward(_score_fields(wide.values()), reward, "columns " + ", ".join(wide))
-        content = _pick(next(iter(wide.values())), CONTENT_KEYS)
-        members = tuple(Member(name, *parse_model_name(name)) for name in wide)
-        return Crowd(members, reward=chosen, layout="wide", content_key=content, instruction=instruction)
-    long = _long_columns(schema)
-    if long:
-        if len(long) > 1:
-            raise CrowdError(f"several list columns could hold the crowd: {sorted(long)}; pass crowd=Crowd(..., layout='long', column=...)")
-        column, fields = next(iter(long.items()))
-        chosen = _choose_reward(_score_fields([fields]), reward, f"list column {column!r}")
-        model_key = _pick(fields, MODEL_KEYS)
-        names = _long_model_names(data, column, model_key)
-        members = tuple(Member(name, *parse_model_name(name)) for name in names)
-        return Crowd(members, reward=chosen, layout="long", column=column, model_key=model_key,
-                     content_key=_pick(fields, CONTENT_KEYS), instruction=instruction)
-    raise CrowdError(
-        "no crowd found: expected struct columns with a text 'content' field and a numeric score "
-        "(one per model, wide layout) or a list column of {model, content, <score>} (long layout); "
-        f"columns are: {', '.join(f'{f.name}: {f.type}' for f in schema)}"
+def _long_columns_example(example: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    out = {}
+    for k, v in example.items():
+        if isinstance(v, list) and v and all(isinstance(x, Mapping) for x in v):
+            if pick_name(v[0], MODEL_KEYS) and pick_name(v[0], CONTENT_KEYS):
+                out[k] = v[0]
+    return out
+
+
+def _numeric_fields(structs: Sequence[Mapping[str, Any]], candidates: Sequence[str], schema: bool) -> list[str]:
+    if schema:
+        return [c for c in candidates if all(is_numeric_type(s[c]) for s in structs)]
+    return [c for c in candidates if all(s[c] is None or _is_number(s[c]) for s in structs)
+            and any(_is_number(s[c]) for s in structs)]
+
+
+def _no_crowd(kind: str, names: Sequence[str]) -> CrowdError:
+    return CrowdError(
+        f"no crowd found in this {kind}: expected struct columns with a text 'content' field (one per model, wide "
+        f"layout) or a list column of {{model, content, <score>}} (long layout); columns are: {', '.join(names)}"
     )
+
+
+def find_crowd(data: Any, reward: str | None = None, *, need_reward: bool = True, open_long: bool = False) -> Crowd:
+    """:meth:`Crowd.infer`; with ``open_long``, a long layout found from a schema alone (which
+    cannot list the models) gives an open crowd instead of an error."""
+    kind, found = _schema_of(data)
+    schema = kind == "schema"
+    names = list(found.names if schema else found.keys())
+    instruction = find_instruction(names)
+    wide = _wide_members_schema(found) if schema else _wide_members_example(found)
+    if wide:
+        structs = list(wide.values())
+        candidates = _reward_candidates(structs)
+        chosen = _choose_reward(candidates, _numeric_fields(structs, candidates, schema), reward,
+                                "columns " + ", ".join(wide), need_reward)
+        members = tuple(Member(name, *parse_model_name(name)) for name in wide)
+        return Crowd(members, reward=chosen, layout="wide", content_key=pick_name(structs[0], CONTENT_KEYS),
+                     instruction=instruction)
+    long = _long_columns(found) if schema else _long_columns_example(found)
+    if not long:
+        raise _no_crowd("table" if schema else "example",
+                        [f"{f.name}: {f.type}" for f in found] if schema else names)
+    if len(long) > 1:
+        raise CrowdError(f"several list columns could hold the crowd: {sorted(long)}; pass crowd=Crowd(..., layout='long', column=...)")
+    column, fields = next(iter(long.items()))
+    model_key = pick_name(fields, MODEL_KEYS)
+    entries = [fields] if schema else [e for e in found[column]]
+    candidates = _reward_candidates(entries)
+    chosen = _choose_reward(candidates, _numeric_fields(entries, candidates, schema), reward,
+                            f"list column {column!r}", need_reward)
+    if schema:
+        model_names = [] if open_long and not _is_dataset(data) else _long_model_names(data, column, model_key)
+    else:
+        model_names = sorted({str(e[model_key]) for e in found[column] if e.get(model_key) is not None})
+    members = tuple(Member(n, *parse_model_name(n)) for n in model_names)
+    return Crowd(members, reward=chosen, layout="long", column=column, model_key=model_key,
+                 content_key=pick_name(fields, CONTENT_KEYS), instruction=instruction)
+
+
+def _is_dataset(data: Any) -> bool:
+    import datasets
+
+    return isinstance(data, datasets.Dataset)
 
 
 def _long_model_names(data: Any, column: str, model_key: str) -> list[str]:
@@ -490,120 +518,54 @@ def _long_model_names(data: Any, column: str, model_key: str) -> list[str]:
     return sorted(names)
 
 
-def _infer_from_example(example: Mapping[str, Any], reward: str | None) -> Crowd:
-    instruction = _find_instruction(example.keys())
-    wide = {k: v for k, v in example.items() if isinstance(v, Mapping) and _pick(v, CONTENT_KEYS)}
-    if wide:
-        common = _numeric_keys_of_dicts(wide.values())
-        chosen = _choose_reward(common, reward, "columns " + ", ".join(wide))
-        content = _pick(next(iter(wide.values())), CONTENT_KEYS)
-        members = tuple(Member(name, *parse_model_name(name)) for name in wide)
-        return Crowd(members, reward=chosen, layout="wide", content_key=content, instruction=instruction)
-    for column, value in example.items():
-        if isinstance(value, list) and value and all(isinstance(x, Mapping) for x in value):
-            model_key = _pick(value[0], MODEL_KEYS)
-            content = _pick(value[0], CONTENT_KEYS)
-            if model_key and content:
-                chosen = _choose_reward(_numeric_keys_of_dicts(value, require_all=False), reward, f"list column {column!r}")
-                names = sorted({str(x[model_key]) for x in value if x.get(model_key) is not None})
-                members = tuple(Member(n, *parse_model_name(n)) for n in names)
-                return Crowd(members, reward=chosen, layout="long", column=column, model_key=model_key,
-                             content_key=content, instruction=instruction)
-    raise CrowdError(
-        "no crowd found in this example: expected dict values with a 'content' field and a numeric score "
-        f"(wide layout) or a list of {{model, content, <score>}} (long layout); keys are: {sorted(example)}"
-    )
-
-
-def _numeric_keys_of_dicts(dicts: Iterable[Mapping[str, Any]], require_all: bool = True) -> list[str]:
-    """Fields that are numbers (or None) in every dict and a number in at least one."""
-    dicts = list(dicts)
-    keys = list(dicts[0].keys())
-    out = []
-    for k in keys:
-        values = [d.get(k, _MISSING) for d in dicts]
-        if require_all and any(v is _MISSING for v in values):
-            continue
-        present = [v for v in values if v is not _MISSING and v is not None]
-        if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
-            out.append(k)
-    return out
-
-
-_MISSING = object()
-
-
-def _resolve_against_schema(crowd: Crowd, schema: pa.Schema) -> Crowd:
-    names = schema.names
-    instruction = _pick(names, (crowd.instruction,)) or _find_instruction(names, crowd.instruction)
-    if crowd.layout == "long" or (crowd.column and _pick(names, (crowd.column,))):
+def _resolve(crowd: Crowd, data: Any, need_reward: bool) -> Crowd:
+    kind, found = _schema_of(data)
+    schema = kind == "schema"
+    names = list(found.names if schema else found.keys())
+    instruction = find_instruction(names, crowd.instruction)
+    if crowd.layout == "long" or (crowd.column and pick_name(names, (crowd.column,))):
         column = crowd.list_column(names)
-        value = _list_value_type(schema.field(column).type)
-        if value is None or not pa.types.is_struct(value):
-            raise CrowdError(f"column {column!r} must be a list of structs for the long layout, got {schema.field(column).type}")
-        fields = _struct_fields(value)
-        model_key = _pick(fields, (crowd.model_key, *MODEL_KEYS))
-        content_key = _pick(fields, (crowd.content_key, *CONTENT_KEYS))
-        if model_key is None:
-            raise CrowdError(f"list column {column!r} has no model field ({crowd.model_key!r}); fields: {sorted(fields)}")
-        if crowd.reward is not None and _pick(fields, (crowd.reward,)) and not _is_score(fields[_pick(fields, (crowd.reward,))]):
-            f = _pick(fields, (crowd.reward,))
-            raise CrowdError(f"reward field {f!r} of list column {column!r} is not numeric (it is {fields[f]})")
-        reward = _choose_reward(_score_fields([fields]), crowd.reward, f"list column {column!r}")
-        return replace(crowd, layout="long", column=column, model_key=model_key, content_key=content_key or crowd.content_key,
-                       reward=reward, instruction=instruction)
-
-    members = []
-    structs = []
-    content_key = crowd.content_key
-    for m, col in zip(crowd.members, crowd.member_columns(names)):
-        t = schema.field(col).type
-        if not pa.types.is_struct(t):
-            raise CrowdError(f"column {col!r} (crowd member {m.name!r}) must be a struct with the response and its scores, got {t}")
-        fields = _struct_fields(t)
-        if crowd.reward is not None:
-            f = _pick(fields, (crowd.reward,))
-            if f is None:
-                raise CrowdError(f"column {col!r} has no reward field {crowd.reward!r}; its fields are: {sorted(fields)}")
-            if not _is_score(fields[f]):
-                raise CrowdError(f"reward field {f!r} of column {col!r} is not numeric (it is {fields[f]}); rewards must be numbers")
-        structs.append(fields)
-        content_key = _pick(fields, (crowd.content_key, *CONTENT_KEYS)) or content_key
-        members.append(Member(col, m.family, m.params_b))
-    reward = _choose_reward(_score_fields(structs), crowd.reward, "columns " + ", ".join(m.name for m in members))
-    return replace(crowd, members=tuple(members), reward=reward, layout="wide", content_key=content_key, instruction=instruction)
-
-
-def _resolve_against_example(crowd: Crowd, example: Mapping[str, Any]) -> Crowd:
-    keys = list(example.keys())
-    instruction = _pick(keys, (crowd.instruction,)) or _find_instruction(keys, crowd.instruction)
-    if crowd.layout == "long":
-        return replace(crowd, column=crowd.list_column(keys), instruction=instruction)
-    members = tuple(Member(col, m.family, m.params_b) for m, col in zip(crowd.members, crowd.member_columns(keys)))
-    cells = [example[m.name] for m in members if isinstance(example[m.name], Mapping)]
-    reward = crowd.reward
-    if cells:
-        if reward is None:
-            reward = _choose_reward(_numeric_keys_of_dicts(cells), None, "columns " + ", ".join(m.name for m in members))
+        if schema:
+            value = _list_value_type(found.field(column).type)
+            if value is None or not pa.types.is_struct(value):
+                raise CrowdError(f"column {column!r} must be a list of structs for the long layout, got {found.field(column).type}")
+            entries = [_struct_fields(value)]
         else:
-            reward = _pick(cells[0].keys(), (reward,)) or reward
-    return replace(crowd, members=members, reward=reward, instruction=instruction)
+            entries = [e for e in found[column] or () if isinstance(e, Mapping)]
+        if not entries:  # a row with no answers: nothing to read the field names from
+            return replace(crowd, layout="long", column=column, instruction=instruction)
+        model_key = pick_name(entries[0], (crowd.model_key, *MODEL_KEYS))
+        if model_key is None:
+            raise CrowdError(f"list column {column!r} has no model field ({crowd.model_key!r}); fields: {sorted(entries[0])}")
+        candidates = _reward_candidates(entries)
+        reward = _choose_reward(candidates, _numeric_fields(entries, candidates, schema), crowd.reward,
+                                f"list column {column!r}", need_reward)
+        return replace(crowd, layout="long", column=column, model_key=model_key, reward=reward, instruction=instruction,
+                       content_key=pick_name(entries[0], (crowd.content_key, *CONTENT_KEYS)) or crowd.content_key)
 
-
-# -- presets ------------------------------------------------------------------------------------
-
-_MAGPIE_ZOO = (
-    ("gemma-2-2b-it", "gemma-2", 2), ("gemma-2-9b-it", "gemma-2", 9), ("gemma-2-27b-it", "gemma-2", 27),
-    ("Meta-Llama-3-8B-Instruct", "llama-3", 8), ("Meta-Llama-3-70B-Instruct", "llama-3", 70),
-    ("Meta-Llama-3.1-8B-Instruct", "llama-3.1", 8), ("Meta-Llama-3.1-70B-Instruct", "llama-3.1", 70),
-    ("Meta-Llama-3.1-405B-Instruct", "llama-3.1", 405),
-    ("Phi-3-mini-128k-instruct", "phi-3", 3.8), ("Phi-3-small-128k-instruct", "phi-3", 7),
-    ("Phi-3-medium-128k-instruct", "phi-3", 14),
-    ("Qwen2-1.5B-Instruct", "qwen2", 1.5), ("Qwen2-7B-Instruct", "qwen2", 7), ("Qwen2-72B-Instruct", "qwen2", 72),
-    ("Qwen2.5-3B-Instruct", "qwen2.5", 3), ("Qwen2.5-7B-Instruct", "qwen2.5", 7), ("Qwen2.5-14B-Instruct", "qwen2.5", 14),
-    ("Qwen2.5-32B-Instruct", "qwen2.5", 32), ("Qwen2.5-72B-Instruct", "qwen2.5", 72),
-)
-
-PRESETS: dict[str, tuple[tuple[tuple[str, str, float], ...], str]] = {
-    "magpie-100k-generator-zoo": (_MAGPIE_ZOO, DEFAULT_REWARD),
-}
+    columns = crowd.member_columns(names)
+    structs: list[Mapping[str, Any]] = []
+    for col in columns:
+        if schema:
+            t = found.field(col).type
+            if not pa.types.is_struct(t):
+                raise CrowdError(f"column {col!r} must be a struct with the response and its scores, got {t}")
+            fields: Mapping[str, Any] = _struct_fields(t)
+        else:
+            cell = found[col]
+            if cell is None:
+                continue
+            if not isinstance(cell, Mapping):
+                raise CrowdError(f"column {col!r} must be a struct with the response and its scores, got {type(cell).__name__}")
+            fields = cell
+        if crowd.reward is not None and pick_name(fields, (crowd.reward,)) is None:
+            raise CrowdError(f"column {col!r} has no reward field {crowd.reward!r}; its fields are: {sorted(fields)}")
+        structs.append(fields)
+    members = tuple(Member(col, m.family, m.params_b) for m, col in zip(crowd.members, columns))
+    reward, content_key = crowd.reward, crowd.content_key
+    if structs:
+        candidates = _reward_candidates(structs)
+        reward = _choose_reward(candidates, _numeric_fields(structs, candidates, schema), crowd.reward,
+                                "columns " + ", ".join(columns), need_reward)
+        content_key = pick_name(structs[0], (crowd.content_key, *CONTENT_KEYS)) or content_key
+    return replace(crowd, members=members, reward=reward, layout="wide", content_key=content_key, instruction=instruction)

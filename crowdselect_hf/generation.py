@@ -39,7 +39,7 @@ from ._torch import (
     resolve_device,
     resolve_dtype,
 )
-from .crowd import INSTRUCTION_KEYS, Crowd, CrowdError, Member, _pick, parse_model_name
+from .crowd import Crowd, CrowdError, Member, find_instruction, parse_model_name
 
 logger = logging.getLogger(__name__)
 
@@ -260,11 +260,7 @@ class CrowdGenerator:
     def __call__(self, batch: Any, rank: int | None = None) -> dict[str, list]:
         if not isinstance(batch, Mapping):
             raise TypeError(f"CrowdGenerator expects a batch as a dict of columns, got {type(batch).__name__}")
-        keys = list(batch.keys())
-        preferred = (self.config.instruction,) if self.config.instruction else ()
-        column = _pick(keys, preferred + INSTRUCTION_KEYS)
-        if column is None:
-            raise CrowdError(f"no instruction column found (looked for {list(preferred + INSTRUCTION_KEYS)}); columns are: {keys}")
+        column = find_instruction(batch.keys(), self.config.instruction)
         batched = isinstance(batch[column], (list, tuple))
         columns = batch if batched else {k: [v] for k, v in batch.items()}
         instructions = columns[column]

@@ -11,7 +11,7 @@ by length into micro-batches so little compute goes to padding.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 from ._torch import (
@@ -26,7 +26,8 @@ from ._torch import (
     resolve_device,
     resolve_dtype,
 )
-from .crowd import CONTENT_KEYS, INSTRUCTION_KEYS, MODEL_KEYS, Crowd, CrowdError, _pick
+from .binding import CrowdBinding
+from .crowd import Crowd, CrowdError, find_instruction
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,12 @@ class RewardConfig:
 
 @dataclass
 class RewardStats:
-    """Counts of one scorer in one process (``scorer.stats_``)."""
+    """Counts of one scorer in one process (``scorer.stats_``).
+
+    ``missing`` counts the answers with no text to score: member cells (wide layout, and a crowd
+    named for the long layout: a member without an entry in a row counts too) or list entries
+    (long layout, crowd inferred).
+    """
 
     pairs: int = 0
     scored: int = 0
@@ -99,16 +105,6 @@ class RewardStats:
     def padding_fraction(self) -> float:
         """Share of the token slots of all forward passes that were padding."""
         return 0.0 if self.padded_slots == 0 else 1.0 - self.tokens / self.padded_slots
-
-
-@dataclass
-class _Plan:
-    layout: str
-    instruction: str
-    content_key: str
-    members: list[str] = field(default_factory=list)  # wide: columns; long: allowed models (empty = all)
-    column: str | None = None
-    model_key: str | None = None
 
 
 class RewardScorer:
@@ -174,7 +170,7 @@ class RewardScorer:
         self._device = None
         self._pad_id = None
         self._per_pair = False
-        self._plans: dict[Any, _Plan] = {}
+        self._bindings: dict[tuple, CrowdBinding] = {}
         self.stats_ = RewardStats()
 
     def __getstate__(self):
@@ -324,53 +320,55 @@ class RewardScorer:
     def __call__(self, batch: Any, rank: int | None = None) -> dict[str, Any]:
         if not isinstance(batch, Mapping):
             raise TypeError(f"RewardScorer expects a batch as a dict of columns (the default format), got {type(batch).__name__}")
-        plan = self._plan_for(batch)
-        batched = isinstance(batch[plan.instruction], (list, tuple))
+        binding = self._binding_for(batch)
+        batched = isinstance(batch[binding.instruction], (list, tuple))
         columns = batch if batched else {k: [v] for k, v in batch.items()}
-        out = self._score_columns(columns, plan, rank)
+        out = self._score_columns(columns, binding, rank)
         return out if batched else {k: v[0] for k, v in out.items()}
 
-    def _plan_for(self, batch: Mapping[str, Any]) -> _Plan:
+    def _binding_for(self, batch: Mapping[str, Any]) -> CrowdBinding:
+        """The crowd bound to this batch's columns, resolved once per set of columns."""
         key = tuple(batch.keys())
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plans[key] = _plan(batch, self.crowd)
-        return plan
+        binding = self._bindings.get(key)
+        if binding is None:
+            batched = all(isinstance(v, (list, tuple)) for v in batch.values())  # an example's instruction is text
+            probe = {k: _first_present(v) for k, v in batch.items()} if batched else dict(batch)
+            find_instruction(key, self.crowd.instruction if self.crowd is not None else None)  # its own error
+            try:
+                binding = self._bindings[key] = self._bind(probe)
+            except CrowdError as e:
+                if self.crowd is not None:
+                    raise
+                raise CrowdError(f"no responses to score: {e}. Pass crowd=Crowd(...) to name them.") from None
+        return binding
 
-    def _score_columns(self, columns: Mapping[str, list], plan: _Plan, rank: int | None) -> dict[str, list]:
-        instructions = columns[plan.instruction]
+    def _bind(self, data: Any) -> CrowdBinding:
+        """Bind the crowd to ``data`` (without its reward: that is what this scorer writes)."""
+        crowd = self.crowd.with_reward(None) if self.crowd is not None else None
+        return CrowdBinding.resolve(data, crowd, need_reward=False)
+
+    def _score_columns(self, columns: Mapping[str, list], binding: CrowdBinding, rank: int | None) -> dict[str, list]:
+        instructions = columns[binding.instruction]
         name = self.reward_name
         pairs_i, pairs_r, where, slots = [], [], [], []
-        if plan.layout == "wide":
-            for col in plan.members:
-                for row, value in enumerate(columns[col]):
-                    if value is not None and value.get(plan.content_key) is not None:
-                        pairs_i.append(_instruction(instructions, row, plan.instruction))
-                        pairs_r.append(_text(value[plan.content_key], row, col))
-                        where.append(f"row {row} of the batch, column {col!r}")
-                        slots.append((col, row))
-        else:
-            allowed = set(plan.members)
-            for row, entries in enumerate(columns[plan.column]):
-                for e, entry in enumerate(entries or ()):
-                    if (not allowed or entry.get(plan.model_key) in allowed) and entry.get(plan.content_key) is not None:
-                        pairs_i.append(_instruction(instructions, row, plan.instruction))
-                        pairs_r.append(_text(entry[plan.content_key], row, f"{plan.column}[{e}]"))
-                        where.append(f"row {row} of the batch, {plan.column}[{e}] ({entry.get(plan.model_key)})")
-                        slots.append((row, e))
-        n_rows = len(instructions)
-        self.stats_.missing += (len(plan.members) * n_rows if plan.layout == "wide" else 0) - len(slots)
+        for slot, row, text, at in binding.answer_slots(columns):
+            pairs_i.append(_instruction(instructions, row, binding.instruction))
+            pairs_r.append(_text(text, at))
+            where.append(at)
+            slots.append(slot)
+        self.stats_.missing += _answer_places(columns, binding, len(instructions)) - len(slots)
         scores = self.score_pairs(pairs_i, pairs_r, rank=rank, where=where) if slots else []
         got = dict(zip(slots, scores))
-        if plan.layout == "wide":
+        if binding.layout == "wide":
             return {
                 col: [None if v is None else {**v, name: got.get((col, row))} for row, v in enumerate(columns[col])]
-                for col in plan.members
+                for col in binding.names
             }
+        column = binding.crowd.column
         return {
-            plan.column: [
+            column: [
                 None if entries is None else [{**entry, name: got.get((row, e))} for e, entry in enumerate(entries)]
-                for row, entries in enumerate(columns[plan.column])
+                for row, entries in enumerate(columns[column])
             ]
         }
 
@@ -379,20 +377,32 @@ class RewardScorer:
 
         Pass them to ``ds.map(..., features=...)`` so the type is right even when a whole first
         batch has no response to score (:func:`reward_dataset` does this).
+
+        Args:
+            features: the input ``datasets.Features``, or the ``Dataset`` itself (needed for a
+                long layout without an explicit crowd: its models are named inside the rows).
+
+        Example:
+            >>> features = scorer.output_features(ds)  # doctest: +SKIP
+            >>> ds = ds.map(scorer, batched=True, features=features)  # doctest: +SKIP
         """
         import datasets
 
-        plan = _plan({k: None for k in features}, self.crowd, features=features)
+        names = list(getattr(features, "features", features))
+        # A batch with these columns was scored already (Ray's adapter asks afterwards): its binding.
+        binding = self._bindings.get(tuple(names)) or self._bind(features)
+        features = getattr(features, "features", features)
         new = dict(features)
         score = datasets.Value("float64")
-        if plan.layout == "wide":
-            for col in plan.members:
+        if binding.layout == "wide":
+            for col in binding.names:
                 new[col] = {**features[col], self.reward_name: score}
         else:
-            feat = features[plan.column]
+            column = binding.crowd.column
+            feat = features[column]
             inner = feat.feature if hasattr(feat, "feature") else feat[0]
             inner = {**inner, self.reward_name: score}
-            new[plan.column] = datasets.List(inner) if hasattr(datasets, "List") else [inner]
+            new[column] = datasets.List(inner) if hasattr(datasets, "List") else [inner]
         return datasets.Features(new)
 
 
@@ -403,82 +413,26 @@ def _instruction(instructions: Sequence[Any], row: int, column: str) -> str:
     return value
 
 
-def _text(value: Any, row: int, where: str) -> str:
+def _text(value: Any, where: str) -> str:
     if not isinstance(value, str):
-        raise CrowdError(f"the response in {where} (row {row} of the batch) must be text, found {type(value).__name__}")
+        raise CrowdError(f"the response in {where} must be text, found {type(value).__name__}")
     return value
 
 
-def _plan(batch: Mapping[str, Any], crowd: Crowd | None, features=None) -> _Plan:
-    """Bind the crowd (or the columns that look like one) to the batch's columns."""
-    keys = list(batch.keys())
-    preferred = (crowd.instruction,) if crowd is not None else ()
-    instruction = _pick(keys, preferred + INSTRUCTION_KEYS)
-    if instruction is None:
-        raise CrowdError(f"no instruction column found (looked for {list(preferred + INSTRUCTION_KEYS)}); columns are: {keys}")
-
-    def sample(col):
-        if features is not None:
-            return _feature_fields(features[col])
-        values = batch[col] if isinstance(batch[col], list) else [batch[col]]
-        for v in values:
-            if isinstance(v, Mapping):
-                return v
-            if isinstance(v, list) and v and isinstance(v[0], Mapping):
-                return v[0]
-        return None
-
-    if crowd is not None and crowd.layout == "long":
-        column = crowd.list_column(keys)
-        fields = sample(column) or {}
-        return _Plan("long", instruction, _pick(fields, (crowd.content_key, *CONTENT_KEYS)) or crowd.content_key,
-                     members=crowd.names, column=column, model_key=_pick(fields, (crowd.model_key, *MODEL_KEYS)) or crowd.model_key)
-    if crowd is not None:
-        members = crowd.member_columns(keys)
-        content = crowd.content_key
-        for col in members:
-            fields = sample(col)
-            if fields is not None:
-                content = _pick(fields, (crowd.content_key, *CONTENT_KEYS)) or content
-                break
-        return _Plan("wide", instruction, content, members=members)
-
-    wide, content = [], None
-    for col in keys:
-        fields = sample(col)
-        if isinstance(fields, Mapping) and not _is_list_feature(features, col, batch):
-            found = _pick(fields, CONTENT_KEYS)
-            if found is not None:
-                wide.append(col)
-                content = content or found
-    if wide:
-        return _Plan("wide", instruction, content, members=wide)
-    for col in keys:
-        fields = sample(col)
-        if isinstance(fields, Mapping) and _is_list_feature(features, col, batch):
-            model_key, content = _pick(fields, MODEL_KEYS), _pick(fields, CONTENT_KEYS)
-            if model_key and content:
-                return _Plan("long", instruction, content, column=col, model_key=model_key)
-    raise CrowdError(
-        "no responses to score: expected struct columns with a text 'content' field (one per model) or a list "
-        f"column of {{model, content}}; columns are: {keys}. Pass crowd=Crowd(...) to name them."
-    )
+def _first_present(values: Sequence[Any]) -> Any:
+    """A column's first value that is neither ``None`` nor an empty list (what the crowd is read from)."""
+    for v in values:
+        if v is not None and not (isinstance(v, list) and not v):
+            return v
+    return values[0] if len(values) else None
 
 
-def _feature_fields(feat) -> Mapping[str, Any] | None:
-    inner = getattr(feat, "feature", None)
-    if inner is None and isinstance(feat, list) and feat:
-        inner = feat[0]
-    target = inner if inner is not None else feat
-    return target if isinstance(target, Mapping) else None
-
-
-def _is_list_feature(features, col, batch) -> bool:
-    if features is not None:
-        f = features[col]
-        return isinstance(f, list) or hasattr(f, "feature")
-    values = batch[col] if isinstance(batch[col], list) else [batch[col]]
-    return any(isinstance(v, list) for v in values if v is not None) and not any(isinstance(v, Mapping) for v in values)
+def _answer_places(columns: Mapping[str, Sequence[Any]], binding: CrowdBinding, n_rows: int) -> int:
+    """How many answers the batch could hold: one per member and row, or (crowd inferred from a
+    long layout, members unknown) one per list entry."""
+    if binding.open:
+        return sum(len(entries or ()) for entries in columns[binding.crowd.column])
+    return len(binding.names) * n_rows
 
 
 def reward_dataset(ds, model: str, reward_name: str | None = None, crowd: Crowd | None = None, *,
@@ -505,7 +459,7 @@ def reward_dataset(ds, model: str, reward_name: str | None = None, crowd: Crowd 
     if len(ds) == 0:
         raise CrowdError("the dataset is empty: there is nothing to score")
     scorer = RewardScorer(model, reward_name=reward_name, crowd=crowd, **scorer_options)
-    features = scorer.output_features(ds.features)
+    features = scorer.output_features(ds)
     out = ds.map(scorer, batched=True, batch_size=map_batch_size, features=features, num_proc=num_proc,
                  with_rank=True, desc=f"reward {scorer.reward_name}")
     s = scorer.stats_

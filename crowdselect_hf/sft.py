@@ -12,12 +12,12 @@ column, the per-model responses above all, is removed so that TRL never sees the
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import datasets
 
-from .crowd import CONTENT_KEYS, MODEL_KEYS, Crowd, CrowdError, _pick
+from .binding import CrowdBinding
+from .crowd import Crowd, CrowdError
 
 logger = logging.getLogger(__name__)
 
@@ -32,137 +32,85 @@ FEATURES = {
 }
 """The ``datasets.Features`` of the training columns, per format."""
 
-
-@dataclass(frozen=True)
-class ResponseSource:
-    """Where the responses live: enough of a :class:`~crowdselect_hf.Crowd` to find the best one.
-
-    Args:
-        layout: ``"wide"`` (a struct column per model, named by ``crowd_best_model``) or
-            ``"long"`` (one list column of ``{model_key: ..., content_key: ...}``).
-        instruction: the instruction column.
-        content_key: the struct field holding the response text.
-        column: long layout: the list column.
-        model_key: long layout: the struct field naming the model.
-    """
-
-    layout: str
-    instruction: str
-    content_key: str
-    column: str | None = None
-    model_key: str | None = None
-
-    def fn_kwargs(self) -> dict[str, Any]:
-        return {"layout": self.layout, "instruction": self.instruction, "content_key": self.content_key,
-                "column": self.column, "model_key": self.model_key}
+_DROPPED_FEATURES = datasets.Features({"index": datasets.Value("int64"), "crowd_id": datasets.Value("string"),
+                                       "crowd_best_model": datasets.Value("string"), "reason": datasets.Value("string")})
 
 
-def best_response(example: Mapping[str, Any], *, layout: str, content_key: str, column: str | None = None,
-                  model_key: str | None = None, **_: Any) -> str | None:
-    """The text of the best response of one row (``None`` when there is no best model).
-
-    Example:
-        >>> row = {"crowd_best_model": "b", "a": {"content": "no"}, "b": {"content": "yes"}}
-        >>> best_response(row, layout="wide", content_key="content")
-        'yes'
-        >>> row = {"crowd_best_model": "b", "completions": [{"model": "a", "response": "no"},
-        ...                                                 {"model": "b", "response": "yes"}]}
-        >>> best_response(row, layout="long", content_key="response", column="completions", model_key="model")
-        'yes'
-    """
-    best = example.get("crowd_best_model")
-    if best is None:
-        return None
-    if layout == "wide":
-        if best not in example:
-            raise CrowdError(f"crowd_best_model is {best!r} but the data has no column {best!r}; "
-                             "was the dataset scored with another crowd?")
-        value = example[best]
-        return None if value is None else value.get(content_key)
-    for entry in example.get(column) or ():
-        if entry is not None and entry.get(model_key) == best:
-            return entry.get(content_key)
-    raise CrowdError(f"crowd_best_model is {best!r} but list column {column!r} has no entry with {model_key}={best!r}")
-
-
-def sft_example(example: Mapping[str, Any], *, format: str = "messages", layout: str, instruction: str,
-                content_key: str, column: str | None = None, model_key: str | None = None) -> dict[str, Any]:
-    """One training row in TRL's conversational format; for ``ds.map(sft_example, fn_kwargs=...)``.
+def sft_example(example: Mapping[str, Any], *, format: str = "messages", crowd: Crowd | None = None) -> dict[str, Any]:
+    """One training row in TRL's conversational format: the instruction, then the best response.
 
     Args:
         example: a scored row (``crowd_best_model`` and the responses).
         format: ``"messages"`` or ``"prompt-completion"``.
-        layout, instruction, content_key, column, model_key: where the responses live
-            (:class:`ResponseSource`).
+        crowd: where the responses live; found from ``example`` when ``None``
+            (:meth:`CrowdBinding.resolve <crowdselect_hf.binding.CrowdBinding.resolve>`).
 
     Returns:
         ``{"messages": [...]}`` or ``{"prompt": [...], "completion": [...]}``.
 
+    Raises:
+        CrowdError: when ``crowd_best_model`` names a model the row has no response of.
+
     Example:
         >>> row = {"instruction": "Say yes.", "crowd_best_model": "b", "a": {"content": "no"}, "b": {"content": "yes"}}
-        >>> sft_example(row, layout="wide", instruction="instruction", content_key="content")
+        >>> sft_example(row)
         {'messages': [{'role': 'user', 'content': 'Say yes.'}, {'role': 'assistant', 'content': 'yes'}]}
-        >>> sft_example(row, format="prompt-completion", layout="wide", instruction="instruction", content_key="content")
+        >>> sft_example(row, format="prompt-completion")
         {'prompt': [{'role': 'user', 'content': 'Say yes.'}], 'completion': [{'role': 'assistant', 'content': 'yes'}]}
+        >>> row = {"prompt": "Say yes.", "crowd_best_model": "b", "completions": [{"model": "a", "response": "no"},
+        ...                                                                      {"model": "b", "response": "yes"}]}
+        >>> sft_example(row)["messages"][1]
+        {'role': 'assistant', 'content': 'yes'}
     """
     _check_format(format)
-    user = {"role": "user", "content": example.get(instruction) or ""}
-    assistant = {"role": "assistant", "content": best_response(example, layout=layout, content_key=content_key,
-                                                               column=column, model_key=model_key) or ""}
+    return _conversation(example, CrowdBinding.resolve(example, crowd, need_reward=False), format)
+
+
+def _conversation(example: Mapping[str, Any], binding: CrowdBinding, format: str) -> dict[str, Any]:
+    user = {"role": "user", "content": example.get(binding.instruction) or ""}
+    assistant = {"role": "assistant", "content": binding.best_answer(example) or ""}
     if format == "messages":
         return {"messages": [user, assistant]}
     return {"prompt": [user], "completion": [assistant]}
 
 
-def _with_reason(example: Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
-    out = sft_example(example, **kwargs)
-    if example.get("crowd_best_model") is None:
-        reason = "no best model (no usable reward)"
-    elif not out["messages" if "messages" in out else "completion"][-1]["content"].strip():
-        reason = "empty best response"
-    elif not out["messages" if "messages" in out else "prompt"][0]["content"].strip():
-        reason = "empty instruction"
-    else:
-        reason = None
-    out[_DROP] = reason
-    return out
+class _TrainingRow:
+    """The ``ds.map`` function of :func:`to_sft`: one training row and why it is dropped (or ``None``).
 
+    Args:
+        crowd: the crowd resolved against the table (exact column and field names).
+        format: ``"messages"`` or ``"prompt-completion"``.
 
-def response_source(ds: datasets.Dataset, crowd: Crowd | None = None) -> ResponseSource:
-    """Find where the responses of a scored dataset live, from ``crowd`` or from the columns.
-
-    Without a crowd, a dataset with struct columns holding a text ``content``/``response`` field
-    is wide; one with a list column of ``{model, content}`` structs is long.
+    Pickles as its crowd and format only, so the map fingerprint is stable across processes.
     """
-    names = list(ds.column_names)
-    lowered = {n.lower(): n for n in names}
-    if crowd is not None:
-        instruction = lowered.get(crowd.instruction.lower())
-        if instruction is None:
-            raise CrowdError(f"instruction column {crowd.instruction!r} of the crowd is not in the data; columns are: {names}")
-        if crowd.layout == "long":
-            return ResponseSource("long", instruction, crowd.content_key, crowd.list_column(names), crowd.model_key)
-        return ResponseSource("wide", instruction, crowd.content_key)
 
-    from .crowd import INSTRUCTION_KEYS
+    def __init__(self, crowd: Crowd, format: str):
+        self.crowd, self.format = crowd, format
+        self._binding = CrowdBinding(crowd)
 
-    instruction = next((lowered[k] for k in INSTRUCTION_KEYS if k in lowered), None)
-    if instruction is None:
-        raise CrowdError(f"no instruction column ({', '.join(INSTRUCTION_KEYS)}) in the data; columns are: {names}; "
-                         "pass crowd=Crowd(..., instruction=...)")
-    for name, feature in ds.features.items():
-        if isinstance(feature, dict):
-            key = _pick(feature, CONTENT_KEYS)
-            if key is not None:
-                return ResponseSource("wide", instruction, key)
-    for name, feature in ds.features.items():
-        inner = getattr(feature, "feature", None)
-        if isinstance(feature, (datasets.List, datasets.LargeList)) and isinstance(inner, dict):
-            key, model = _pick(inner, CONTENT_KEYS), _pick(inner, MODEL_KEYS)
-            if key and model:
-                return ResponseSource("long", instruction, key, name, model)
-    raise CrowdError("no responses found: expected struct columns with a 'content' field (wide layout) or a list "
-                     f"column of {{model, content}} (long layout); columns are: {names}; pass crowd=")
+    def __getstate__(self):
+        return {"crowd": self.crowd, "format": self.format}
+
+    def __setstate__(self, state):
+        self.__init__(state["crowd"], state["format"])
+
+    def __call__(self, example: Mapping[str, Any]) -> dict[str, Any]:
+        out = _conversation(example, self._binding, self.format)
+        turns = out.get("messages") or out["prompt"] + out["completion"]
+        if example.get("crowd_best_model") is None:
+            reason = "no best model (no usable reward)"
+        elif not turns[-1]["content"].strip():
+            reason = "empty best response"
+        elif not turns[0]["content"].strip():
+            reason = "empty instruction"
+        else:
+            reason = None
+        out[_DROP] = reason
+        return out
+
+
+def _empty(features: datasets.Features) -> datasets.Dataset:
+    return datasets.Dataset.from_dict({c: [] for c in features}, features=features)
 
 
 def _check_format(format: str) -> None:
@@ -186,13 +134,19 @@ def to_sft(ds: datasets.Dataset, format: str = "messages", keep_metrics: bool = 
         format: ``"messages"`` or ``"prompt-completion"`` (never both in one dataset).
         keep_metrics: keep the ``crowd_*`` columns for audit; all other input columns are
             always removed.
-        crowd: where the responses live; found from the columns when ``None``.
+        crowd: where the responses live; found from the columns when ``None``. Its reward, if
+            set, must be a field of every member; the reward is not read.
         return_dropped: also return the dropped rows as a ``Dataset``.
         num_proc: passed to ``ds.map``.
 
     Returns:
         The training ``Dataset`` (``messages`` or ``prompt`` + ``completion``, then ``crowd_*``),
-        or ``(dataset, dropped)`` with ``return_dropped=True``.
+        or ``(dataset, dropped)`` with ``return_dropped=True``. An empty ``ds`` gives empty
+        datasets with the same columns.
+
+    Raises:
+        CrowdError: when the ``crowd_*`` columns or the responses are missing, or
+            ``crowd_best_model`` names a model the table has no response of.
 
     Example:
         >>> import datasets
@@ -214,14 +168,16 @@ def to_sft(ds: datasets.Dataset, format: str = "messages", keep_metrics: bool = 
     if missing:
         raise CrowdError(f"column(s) {missing} are missing: score the dataset first with "
                          "crowdselect_hf.score(ds) or ds.map(crowdselect_hf.crowd_score)")
-    source = response_source(ds, crowd)
     metrics = [c for c in ds.column_names if c.startswith("crowd_")]
     keep = metrics if keep_metrics else []
+    if len(ds) == 0:  # nothing to read the responses from, and nothing to build
+        empty = _empty(datasets.Features({**FEATURES[format], **{c: ds.features[c] for c in keep}}))
+        return (empty, _empty(_DROPPED_FEATURES)) if return_dropped else empty
+    binding = CrowdBinding.resolve(ds, crowd, need_reward=False)
     features = datasets.Features({**FEATURES[format], _DROP: datasets.Value("string"),
                                   **{c: ds.features[c] for c in keep}})
     mapped = ds.map(
-        _with_reason,
-        fn_kwargs={"format": format, **source.fn_kwargs()},
+        _TrainingRow(binding.crowd, format),
         remove_columns=[c for c in ds.column_names if c not in keep],
         features=features,
         num_proc=num_proc,
@@ -244,7 +200,6 @@ def to_sft(ds: datasets.Dataset, format: str = "messages", keep_metrics: bool = 
     dropped = datasets.Dataset.from_dict(
         {"index": bad, "crowd_id": audit.get("crowd_id", [None] * len(bad)), "crowd_best_model": audit["crowd_best_model"],
          "reason": [reasons[i] for i in bad]},
-        features=datasets.Features({"index": datasets.Value("int64"), "crowd_id": datasets.Value("string"),
-                                    "crowd_best_model": datasets.Value("string"), "reason": datasets.Value("string")}),
+        features=_DROPPED_FEATURES,
     )
     return out, dropped

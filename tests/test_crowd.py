@@ -103,7 +103,7 @@ def _features(fields):
 def test_reward_choice_with_several_numeric_fields():
     assert Crowd.infer(_features(["ArmoRM", "Skywork-Reward-Llama-3.1-8B"])).reward == "Skywork-Reward-Llama-3.1-8B"
     assert Crowd.infer(_features(["ArmoRM", "other"]), reward="armorm").reward == "ArmoRM"
-    with pytest.raises(CrowdError, match=r"several numeric fields could be the reward .*\['ArmoRM', 'other'\]"):
+    with pytest.raises(CrowdError, match=r"several fields could be the reward .*\['ArmoRM', 'other'\]"):
         Crowd.infer(_features(["ArmoRM", "other"]))
 
 

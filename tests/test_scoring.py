@@ -170,7 +170,7 @@ def test_duplicate_model_in_a_long_row_is_an_error():
     ds = datasets.Dataset.from_list(
         [{"instruction": "x", "completions": [{"model": "a-1b", "content": "r", "s": 1.0}, {"model": "a-1b", "content": "q", "s": 2.0}]}]
     )
-    with pytest.raises(CrowdError, match="row 0 lists model 'a-1b' more than once"):
+    with pytest.raises(CrowdError, match="a row lists model .a-1b. more than once"):
         score(ds)
     with pytest.raises(CrowdError, match="lists model 'a-1b' more than once"):
         ds.map(CrowdScore())
@@ -222,7 +222,7 @@ def test_empty_dataset(zoo_ds):
 def test_missing_member_and_reward(zoo_ds, zoo_crowd):
     with pytest.raises(CrowdError, match=r"crowd member\(s\) \['vicuna-33b'\] have no column"):
         score(zoo_ds, crowd=Crowd(members=(*zoo_crowd.members, ("vicuna-33b", "vicuna", 33)), reward=zoo_crowd.reward))
-    with pytest.raises(CrowdError, match="reward field 'nope' is not a numeric field of every crowd member"):
+    with pytest.raises(CrowdError, match="reward field 'nope' is not a field of every crowd member"):
         score(zoo_ds, reward="nope")
     with pytest.raises(CrowdError, match="column 'vicuna-7b' has no reward field 'nope'"):
         zoo_ds.select(range(2)).map(CrowdScore(crowd=zoo_crowd, reward="nope"))
@@ -231,9 +231,9 @@ def test_missing_member_and_reward(zoo_ds, zoo_crowd):
 def test_non_numeric_reward():
     rows = [{"instruction": "x", "a-1b": {"content": "r", "s": "high"}, "a-7b": {"content": "q", "s": "low"}}]
     crowd = Crowd(members=(("a-1b", "a", 1), ("a-7b", "a", 7)), reward="s")
-    with pytest.raises(CrowdError, match=r"reward field 's' of column 'a-1b' is not numeric \(it is string\)"):
+    with pytest.raises(CrowdError, match=r"reward 's' of column 'a-1b' must be a number, found str"):
         score(_tiny(rows), crowd=crowd)
-    with pytest.raises(CrowdError, match=r"reward 's' of 'a-1b' must be a number, found 'high'"):
+    with pytest.raises(CrowdError, match=r"reward 's' of column 'a-1b' must be a number, found str"):
         _tiny(rows).map(CrowdScore(crowd=crowd))
 
 
@@ -267,10 +267,11 @@ def _with_gaps(zoo_ds, zoo_crowd):
 
 def test_policy_counts_are_logged_once_and_available(zoo_ds, zoo_crowd, caplog):
     gappy = _with_gaps(zoo_ds, zoo_crowd)
-    with caplog.at_level(logging.WARNING, logger="crowdselect_hf"):
+    with caplog.at_level(logging.INFO, logger="crowdselect_hf"):
         out = score(gappy, crowd=zoo_crowd)
-    warnings = [r for r in caplog.records if r.name.startswith("crowdselect_hf")]
-    assert len(warnings) == 1 and "1 rows no usable reward" in warnings[0].getMessage()
+    ours = [r for r in caplog.records if r.name.startswith("crowdselect_hf")]
+    # Documented policies are expected, not a problem to act on: one INFO line, no WARNING.
+    assert len(ours) == 1 and ours[0].levelno == logging.INFO and "1 rows no usable reward" in ours[0].getMessage()
     counts = crowd_report(gappy, crowd=zoo_crowd)
     assert counts.rows == 100 and counts.rows_no_usable_reward == 1
     # rows 0, 10, …, 90 lose vicuna-7b; rows 0 and 50 also vicuna-13b; row 3 loses all 15
@@ -282,8 +283,9 @@ def test_policy_counts_are_logged_once_and_available(zoo_ds, zoo_crowd, caplog):
 
     caplog.clear()
     f = CrowdScore(crowd=zoo_crowd)
-    with caplog.at_level(logging.WARNING, logger="crowdselect_hf"):
+    with caplog.at_level(logging.INFO, logger="crowdselect_hf"):
         mapped = gappy.map(f, load_from_cache_file=False)
-    assert len([r for r in caplog.records if r.name.startswith("crowdselect_hf")]) == 1
+    ours = [r for r in caplog.records if r.name.startswith("crowdselect_hf")]
+    assert len(ours) == 1 and ours[0].levelno == logging.INFO  # once per transform, not per batch
     assert f.counts_ == counts
     _same(_columns(out), _columns(mapped))

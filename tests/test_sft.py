@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from crowdselect_hf import Crowd, CrowdError, score
-from crowdselect_hf.sft import FORMATS, best_response, response_source, to_sft
+from crowdselect_hf.binding import CrowdBinding
+from crowdselect_hf.sft import FORMATS, sft_example, to_sft
 
 
 def _expected_pairs(zoo_dir, scored):
@@ -65,7 +66,7 @@ def test_long_layout_gives_the_same_rows_as_wide(zoo_ds, zoo_crowd):
     assert long_sft["messages"] == wide_sft["messages"]
     # without a crowd, the layout is found from the columns
     assert to_sft(score(long_ds, crowd=long_crowd))["messages"] == wide_sft["messages"]
-    assert response_source(long_ds).layout == "long"
+    assert CrowdBinding.resolve(long_ds, need_reward=False).layout == "long"
 
 
 @pytest.mark.unit
@@ -108,9 +109,22 @@ def test_clear_errors(zoo_ds, zoo_scored):
 
 @pytest.mark.unit
 def test_best_response_long_missing_model_is_an_error():
-    row = {"crowd_best_model": "c", "completions": [{"model": "a", "response": "x"}]}
+    row = {"instruction": "Say x.", "crowd_best_model": "c", "completions": [{"model": "a", "response": "x"}]}
     with pytest.raises(CrowdError, match="no entry with model='c'"):
-        best_response(row, layout="long", content_key="response", column="completions", model_key="model")
+        sft_example(row)
+    long_crowd = Crowd(("a", "c"), layout="long", column="completions", content_key="response")
+    with pytest.raises(CrowdError, match="no entry with model='c'"):
+        to_sft(datasets.Dataset.from_list([row]), crowd=long_crowd)
+
+
+@pytest.mark.unit
+def test_empty_dataset_gives_empty_training_rows(zoo_scored):
+    for fmt in FORMATS:
+        sft, dropped = to_sft(zoo_scored.select([]), format=fmt, return_dropped=True)
+        assert len(sft) == 0 and len(dropped) == 0
+        assert sft.column_names == to_sft(zoo_scored.select(range(2)), format=fmt).column_names
+        assert dropped.column_names == ["index", "crowd_id", "crowd_best_model", "reason"]
+    assert to_sft(zoo_scored.select([]), keep_metrics=False).column_names == ["messages"]
 
 
 @pytest.mark.slow
