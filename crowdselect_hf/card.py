@@ -4,8 +4,9 @@ person can read.
 One repository (or local folder) may hold several configs (``crowdselect-1k``, ``random-1k``,
 ...). They share one card: its ``configs:`` entries are maintained the way ``datasets``
 maintains them (entries this package did not write are kept as they are), and the
-``crowdselect:`` block holds one entry per config with the exact parameters that built it. The
-body is rendered from that block, so adding a config re-renders every section; text outside
+``crowdselect:`` block holds one entry per config (:func:`config_entry`) with the
+:class:`~crowdselect_hf.record.SelectionRecord` that built it, the same record as the config's
+``_crowdselect/selection.json``. The body is rendered from those records only, so adding a config re-renders every section; text outside
 the ``<!-- crowdselect:begin -->`` / ``<!-- crowdselect:end -->`` markers is kept.
 """
 
@@ -17,7 +18,11 @@ from typing import Any, Mapping, Sequence
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from .record import RecordError, SelectionRecord
+from .version import __version__
+
 CARD_FIELD = "crowdselect"
+RECORD_KEY = "record"
 TAGS = ("crowdselect", "sft", "synthetic")
 BEGIN, END = "<!-- crowdselect:begin -->", "<!-- crowdselect:end -->"
 SPLIT = "train"
@@ -64,34 +69,63 @@ def json_ready(value: Any) -> Any:
     return f if math.isfinite(f) else None
 
 
-def config_entry(config_name: str, *, rows: int, format: str | None, selection: Any = None, crowd: Any = None,
+def config_entry(config_name: str, *, rows: int, format: str | None, record: SelectionRecord | None = None,
                  source: Mapping[str, Any] | None = None, fingerprint: str | None = None) -> dict[str, Any]:
-    """The ``crowdselect:`` entry of one config: everything needed to rebuild it.
+    """The ``crowdselect:`` entry of one config.
+
+    Layout::
+
+        rows, format        the config's ``train`` split
+        source              where the pool came from (dataset, split, revision) + the rows' fingerprint
+        record              the SelectionRecord, exactly as ``<config>/_crowdselect/selection.json``
+                            holds it (absent when no selection chose the rows)
+        package_version     the crowdselect-hf that wrote the entry
 
     Args:
         config_name: the config.
         rows: rows in its ``train`` split.
         format: ``"messages"``, ``"prompt-completion"`` or ``None`` (not SFT rows).
-        selection: the ``Selection`` that chose the rows (its ``params`` and ``summary()``).
-        crowd: the ``Crowd`` that answered (members with families and sizes, reward field).
+        record: the :class:`~crowdselect_hf.record.SelectionRecord` of the selection that chose
+            the rows; one not yet saved is saved here as ``config_name`` with ``rows`` and ``source``.
         source: the source pool, e.g. ``{"dataset": ..., "split": ..., "revision": ...}``.
         fingerprint: the ``datasets`` fingerprint of the saved rows.
-    """
-    from . import __version__
 
+    Example:
+        >>> entry = config_entry("tiny", rows=3, format="messages", source={"dataset": "me/pool"}, fingerprint="f0")
+        >>> entry["source"], "record" in entry
+        ({'dataset': 'me/pool', 'fingerprint': 'f0'}, False)
+    """
     entry: dict[str, Any] = {"rows": int(rows), "format": format}
-    if selection is not None:
-        entry.update(json_ready(dict(selection.params)))
     entry["source"] = {**json_ready(dict(source or {})), **({"fingerprint": fingerprint} if fingerprint else {})}
-    if crowd is not None:
-        described = crowd.to_dict()
-        entry["reward"] = described.get("reward")
-        entry["crowd"] = json_ready(described)
-    if selection is not None:
-        summary = json_ready(selection.summary())
-        entry["summary"] = {k: v for k, v in summary.items() if k not in entry or v != entry[k]}
+    if record is not None:
+        if record.config not in (None, config_name):
+            raise ValueError(f"the selection record was saved as config {record.config!r}, not {config_name!r}")
+        if record.config is None:
+            record = record.saved_as(config_name, rows, entry["source"])
+        entry[RECORD_KEY] = record.to_dict()
     entry["package_version"] = __version__
     return entry
+
+
+def entry_record(entry: Mapping[str, Any]) -> SelectionRecord | None:
+    """The selection record of a ``crowdselect:`` entry; ``None`` when the entry has none.
+
+    An entry written by crowdselect-hf 0.1.0 (the parameters at its top level, a ``summary``)
+    goes through :meth:`SelectionRecord.from_dict`'s converter of 0.1.0 ``selection.json`` files.
+
+    Raises:
+        RecordError: the entry's record cannot be read.
+    """
+    if entry.get(RECORD_KEY) is not None:
+        return SelectionRecord.from_dict(entry[RECORD_KEY])
+    if not entry.get("strategy"):
+        return None
+    old = {"params": entry, "summary": entry.get("summary") or {}, "crowd": entry.get("crowd"),
+           "config": entry.get("config"), "rows": entry.get("rows"), "source": entry.get("source")}
+    try:
+        return SelectionRecord.from_dict(old)
+    except (KeyError, TypeError, ValueError) as e:
+        raise RecordError(f"not a crowdselect-hf 0.1.0 card entry: {e}") from None
 
 
 def merge_card(existing: DatasetCard | str | None, config_name: str, entry: Mapping[str, Any], *,
@@ -117,11 +151,11 @@ def merge_card(existing: DatasetCard | str | None, config_name: str, entry: Mapp
         The new ``DatasetCard``.
 
     Example:
-        >>> card = merge_card(None, "random-1k", {"rows": 3, "format": "messages", "strategy": "random", "k": 3},
+        >>> card = merge_card(None, "random-1k", config_entry("random-1k", rows=3, format="messages"),
         ...                   license="apache-2.0", repo_ref="me/sets")
         >>> card.data.configs
         [{'config_name': 'random-1k', 'data_files': [{'split': 'train', 'path': 'random-1k/train-*'}]}]
-        >>> card = merge_card(card, "top-1k", {"rows": 2, "format": "messages", "strategy": "reward-top", "k": 2})
+        >>> card = merge_card(card, "top-1k", config_entry("top-1k", rows=2, format="messages"))
         >>> [c["config_name"] for c in card.data.configs], card.data.license, sorted(card.data.crowdselect)
         (['random-1k', 'top-1k'], 'apache-2.0', ['random-1k', 'top-1k'])
     """
@@ -185,7 +219,12 @@ def _fmt(x: Any, digits: int = 4) -> str:
 
 
 def render_body(data: DatasetCardData | Mapping[str, Any], repo_ref: str | None = None) -> str:
-    """The readable part of the card, rendered from its YAML (between the crowdselect markers)."""
+    """The readable part of the card, rendered from its YAML (between the crowdselect markers).
+
+    Each config's section states only what its selection record holds: clusters and embedder
+    when it clustered, weights when it combined the metrics, a seed when one applied, and the
+    reward its metrics were computed from.
+    """
     get = data.get
     block: Mapping[str, Mapping[str, Any]] = get(CARD_FIELD) or {}
     configs = [c.get("config_name") for c in (get("configs") or [])]
@@ -194,24 +233,28 @@ def render_body(data: DatasetCardData | Mapping[str, Any], repo_ref: str | None 
     lines = [BEGIN, f"# {title}", "",
              f"Instruction-tuning data selected with [CrowdSelect]({PAPER}) by "
              "[crowdselect-hf](https://pypi.org/project/crowdselect-hf/): every instruction was answered by a crowd "
-             "of LLMs whose answers were scored by a reward model; the rows were chosen from the crowd's scores "
-             "(difficulty, separability, stability), and each row's assistant turn is the best-scored answer.", "",
+             "of LLMs whose answers were scored by a reward model, and each row's assistant turn is the best-scored "
+             "answer. Each config below says which score chose its rows.", "",
              "## Configs", "",
-             "| config | rows | strategy | k | clusters | weights | format | source |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| config | rows | strategy | k | ranked by | clusters | weights | format | source |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    records: dict[str, SelectionRecord | RecordError | None] = {}
     for name in configs:
         e = block.get(name)
         if e is None:
-            lines.append(f"| `{name}` | – | (not written by crowdselect-hf) | | | | | |")
+            lines.append(f"| `{name}` | – | (not written by crowdselect-hf) | | | | | | |")
             continue
+        try:
+            r = records[name] = entry_record(e)
+        except RecordError as err:
+            r, records[name] = None, err
         src = e.get("source") or {}
-        lines.append(f"| `{name}` | {_fmt(e.get('rows'))} | {_fmt(e.get('strategy'))} | {_fmt(e.get('k'))} | "
-                     f"{_fmt(e.get('n_clusters'))} | {_fmt(e.get('weights'))} | {_fmt(e.get('format'))} | "
-                     f"{_fmt(src.get('dataset'))} |")
+        lines.append(f"| `{name}` | {_fmt(e.get('rows'))} | {_fmt(r and r.strategy)} | {_fmt(r and r.k)} | "
+                     f"{_fmt(r and r.ranked_by)} | {_fmt(r and r.clustering and r.clustering.n_clusters)} | "
+                     f"{_fmt(r and r.weights)} | {_fmt(e.get('format'))} | {_fmt(src.get('dataset'))} |")
     for name in configs:
-        e = block.get(name)
-        if e is not None:
-            lines += ["", *_config_section(name, e)]
+        if name in records:
+            lines += ["", *_config_section(name, block[name], records[name])]
     first = next((c for c in configs if c in block), configs[0] if configs else "<config>")
     lines += ["", "## How to load and train", "", "```python", "from datasets import load_dataset", "",
               f'ds = load_dataset("{ref}", "{first}", split="train")', "```", "",
@@ -223,67 +266,55 @@ def render_body(data: DatasetCardData | Mapping[str, Any], repo_ref: str | None 
               "## Licence and provenance", "",
               f"Licence: `{get('license') or 'other'}`, carried from the source pool: the responses were written by the "
               "crowd's models and remain subject to their terms of use. Each config's `crowdselect:` entry in this "
-              "card's YAML records the source (dataset, revision, fingerprint), the crowd, the reward field, the "
-              "selection parameters and the package version that built it.", "", END]
+              "card's YAML records its source (dataset, revision, fingerprint) and, under `record`, its selection "
+              "record (the same as `<config>/_crowdselect/selection.json`): the strategy and the parameters that "
+              "applied to it, the per-cluster counts, the crowd, the reward the metrics were computed from and the "
+              "package version that built it.", "", END]
     return "\n".join(lines)
 
 
-def _config_section(name: str, e: Mapping[str, Any]) -> list[str]:
+def _config_section(name: str, e: Mapping[str, Any], r: SelectionRecord | RecordError | None) -> list[str]:
     src = e.get("source") or {}
-    crowd = e.get("crowd") or {}
-    members = crowd.get("members") or []
-    how = f"`{e.get('strategy', 'unknown')}` selection of k = {_fmt(e.get('k'))} rows"
-    if e.get("n_clusters"):
-        how += f" over {e['n_clusters']} clusters of `{_fmt(e.get('embedder'))}` instruction embeddings"
-    if e.get("weights") is not None:
-        how += f", weights (difficulty, separability, stability) = {_fmt(e.get('weights'))}"
-    if e.get("seed") is not None:
-        how += f", seed {e['seed']}"
     where = f"from `{_fmt(src.get('dataset'))}`"
     if src.get("split"):
         where += f" (split `{src['split']}`"
         where += f", revision `{src['revision']}`)" if src.get("revision") else ")"
-    lines = [f"### `{name}`", "", f"{_fmt(e.get('rows'))} rows: {how}, {where}."]
+    lines = [f"### `{name}`", "", f"{_fmt(e.get('rows'))} rows ({_fmt(e.get('format'))}) {where}."]
+    if isinstance(r, RecordError):
+        return lines + ["", f"Its selection record cannot be read ({r})."]
+    if r is None:
+        return lines + ["", "No selection record: these rows were saved without a crowdselect-hf selection."]
+    lines += ["", f"- strategy: `{r.strategy}`, k = {r.k}, ranked by {r.ranked_by}"]
+    if r.clustering is not None:
+        c = r.clustering
+        lines.append(f"- clustering: {c.n_clusters} clusters of `{c.embedder}` instruction embeddings "
+                     f"(KMeans `{c.kmeans}`, n_init {c.n_init})")
+    if r.weights is not None:
+        lines.append(f"- weights (difficulty, separability, stability): {_fmt(r.weights)}")
+    if r.seed is not None:
+        lines.append(f"- seed: {r.seed}")
+    lines.append(f"- reward the metrics were computed from: `{r.reward or 'unknown'}`")
+    members = [m for m in ((r.crowd or {}).get("members") or (r.metrics or {}).get("members") or []) if isinstance(m, Mapping)]
     if members:
         families: dict[str, list[str]] = {}
         for m in members:
             size = m.get("params_b")
-            families.setdefault(m.get("family") or "?", []).append(m["name"] + (f" ({_fmt(size)}B)" if size else ""))
-        lines += ["", f"Crowd: {len(members)} models in {len(families)} families, reward field "
-                      f"`{_fmt(e.get('reward'))}`: " + "; ".join(f"{f}: {', '.join(ms)}" for f, ms in families.items()) + "."]
-    summary = e.get("summary") or {}
-    means = _means(summary)
-    if means:
+            families.setdefault(m.get("family") or "?", []).append(str(m.get("name")) + (f" ({_fmt(size)}B)" if size else ""))
+        lines.append(f"- crowd: {len(members)} models in {len(families)} families: "
+                     + "; ".join(f"{f}: {', '.join(ms)}" for f, ms in families.items()))
+    if r.metric_means:
         lines += ["", "| metric | selected mean | pool mean |", "|---|---|---|"]
-        lines += [f"| {m} | {_fmt(s)} | {_fmt(p)} |" for m, (s, p) in means.items()]
-    clusters = _clusters(summary)
-    if clusters:
-        lines += ["", "| cluster | pool rows | quota | selected by quota | back-filled |", "|---|---|---|---|---|"]
-        lines += [f"| {c.get('cluster')} | {_fmt(c.get('size'))} | {_fmt(c.get('quota'))} | "
-                  f"{_fmt(c.get('picked_by_quota', c.get('selected')))} | {_fmt(c.get('backfilled', 0))} |" for c in clusters]
-    backfilled = summary.get("n_backfilled", summary.get("backfilled"))
-    if backfilled:
-        lines += ["", f"{backfilled} rows were back-filled from the best unselected rows (clusters smaller than their quota)."]
-    excluded = {k: v for k, v in (summary.get("excluded") or {}).items() if v}
+        lines += [f"| {m} | {_fmt(v.get('selected'))} | {_fmt(v.get('pool'))} |" for m, v in r.metric_means.items()]
+    if r.clusters:
+        lines += ["", "| cluster | pool rows | candidates | quota | selected by quota | back-filled |", "|---|---|---|---|---|---|"]
+        lines += [f"| {c.cluster} | {c.pool_rows} | {c.candidates} | {c.quota} | {c.picked_by_quota} | {c.backfilled} |"
+                  for c in r.clusters]
+        total = [sum(getattr(c, f) for c in r.clusters) for f in ("pool_rows", "candidates", "quota", "picked_by_quota", "backfilled")]
+        lines.append("| total | " + " | ".join(str(t) for t in total) + " |")
+    if r.n_backfilled:
+        lines += ["", f"{r.n_backfilled} rows were back-filled from the best unselected rows (clusters with fewer "
+                      "candidates than their quota)."]
+    excluded = {k: v for k, v in (r.excluded or {}).items() if v}
     if excluded:
         lines += ["", "Rows excluded from the pool: " + ", ".join(f"{v} ({k.replace('_', ' ')})" for k, v in excluded.items()) + "."]
     return lines
-
-
-def _means(summary: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Metric → (selected mean, pool mean) from ``summary["metric_means"]`` (``{m: {"selected", "pool"}}``),
-    or from ``{"means": {"selected": {m: v}, "pool": {m: v}}}``."""
-    means = summary.get("metric_means") or summary.get("means") or {}
-    if not isinstance(means, Mapping):
-        return {}
-    if isinstance(means.get("selected"), Mapping):
-        sel, pool = means["selected"], means.get("pool") or {}
-        return {m: (sel.get(m), pool.get(m)) for m in sel}
-    return {m: (v.get("selected"), v.get("pool")) for m, v in means.items() if isinstance(v, Mapping)}
-
-
-def _clusters(summary: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    clusters = summary.get("clusters") or []
-    if isinstance(clusters, Mapping):
-        return [{"cluster": k, **v} for k, v in clusters.items() if isinstance(v, Mapping)]
-    return [c for c in clusters if isinstance(c, Mapping)]

@@ -16,11 +16,9 @@ commit, and :func:`load_selected` loads a recipe name, a repo id or a folder.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -29,18 +27,15 @@ from typing import Any, Mapping
 import datasets
 from huggingface_hub import DatasetCard
 
-from .card import CARD_FIELD, SPLIT, config_entry, json_ready, merge_card
+from .card import CARD_FIELD, SPLIT, config_entry, merge_card
+from .record import write_record
+from .names import HubError, check_config_name, check_repo_id, crowdselect_home, local_set_dir  # noqa: F401  (re-exported)
+from .recipe_catalog import RecipeError, all_recipes, find_recipe, list_recipes
 
 logger = logging.getLogger(__name__)
 
-SIDECAR = "_crowdselect"
 README = "README.md"
 DEFAULT_MAX_SHARD_SIZE = "500MB"
-_CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-
-
-class HubError(ValueError):
-    """A curated set cannot be written, found or loaded as asked."""
 
 
 class ConfigExistsError(HubError):
@@ -49,50 +44,6 @@ class ConfigExistsError(HubError):
 
 class PublishError(RuntimeError):
     """The push failed; the repository was left as it was (see :func:`publish`)."""
-
-
-# -- names -------------------------------------------------------------------------------------
-
-def check_config_name(config_name: str) -> str:
-    """A config name that is also a safe folder name.
-
-    Example:
-        >>> check_config_name("crowdselect-1k")
-        'crowdselect-1k'
-        >>> check_config_name("../x")
-        Traceback (most recent call last):
-        ...
-        crowdselect_hf.hub.HubError: config name '../x' is not valid: use letters, digits, '-', '_' and '.', starting with a letter or digit (at most 96 characters)
-    """
-    if not isinstance(config_name, str) or not _CONFIG_NAME.match(config_name) or ".." in config_name:
-        raise HubError(f"config name {config_name!r} is not valid: use letters, digits, '-', '_' and '.', starting "
-                       "with a letter or digit (at most 96 characters)")
-    return config_name
-
-
-def check_repo_id(repo_id: str) -> str:
-    """A dataset repo id ``owner/name`` as the Hub accepts it.
-
-    Example:
-        >>> check_repo_id("me/magpie-crowdselect")
-        'me/magpie-crowdselect'
-        >>> check_repo_id("me//x")
-        Traceback (most recent call last):
-        ...
-        crowdselect_hf.hub.HubError: malformed repo id 'me//x': expected 'owner/name' (letters, digits, '-', '_', '.'; no '--' or '..'; at most 96 characters)
-    """
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    problem = not isinstance(repo_id, str) or repo_id.count("/") != 1
-    if not problem:
-        try:
-            validate_repo_id(repo_id)
-        except HFValidationError:
-            problem = True
-    if problem:
-        raise HubError(f"malformed repo id {repo_id!r}: expected 'owner/name' (letters, digits, '-', '_', '.'; "
-                       "no '--' or '..'; at most 96 characters)")
-    return repo_id
 
 
 # -- the card and config listing -----------------------------------------------------------------
@@ -143,6 +94,17 @@ def _source_of(ds: datasets.Dataset, source: Mapping[str, Any] | None) -> dict[s
     return {"dataset": name, "config": info.config_name} if name else {}
 
 
+def _check_rows_of(ds: datasets.Dataset, selection: Any) -> None:
+    """The rows must be (a subset of) what ``selection`` picked: never record another pool's selection."""
+    if "crowd_id" not in ds.column_names:
+        return
+    picked = set(selection.ids)
+    foreign = [i for i in ds.unique("crowd_id") if i not in picked]
+    if foreign:
+        raise HubError(f"{len(foreign)} of these rows were not picked by this selection (crowd_id {foreign[0]!r}, …): "
+                       "save the rows of the selection itself (ds.select(sel.indices))")
+
+
 def stage_config(ds: datasets.Dataset, root: str | os.PathLike, config_name: str, *, selection: Any = None,
                  crowd: Any = None, source: Mapping[str, Any] | None = None, existing: DatasetCard | None = None,
                  license: str | None = None, repo_ref: str | None = None, pretty_name: str | None = None,
@@ -167,18 +129,12 @@ def stage_config(ds: datasets.Dataset, root: str | os.PathLike, config_name: str
         written.append(rel)
 
     source = _source_of(ds, source)
+    record = None
     if selection is not None:
-        import pyarrow.parquet as pq
-
-        side = root / config_name / SIDECAR
-        side.mkdir(parents=True, exist_ok=True)
-        pq.write_table(selection.pool_table(), side / "pool.parquet")
-        record = {"params": selection.params, "summary": selection.summary(),
-                  "crowd": crowd.to_dict() if crowd is not None else None,
-                  "source": {**source, "fingerprint": ds._fingerprint}, "config": config_name,
-                  "rows": len(ds)}
-        (side / "selection.json").write_text(json.dumps(json_ready(record), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        written += [f"{config_name}/{SIDECAR}/pool.parquet", f"{config_name}/{SIDECAR}/selection.json"]
+        _check_rows_of(ds, selection)
+        record = selection.record.saved_as(config_name, len(ds), {**source, "fingerprint": ds._fingerprint},
+                                           crowd.to_dict() if crowd is not None else None)
+        written += [p.relative_to(root).as_posix() for p in write_record(root / config_name, record, selection.pool_table())]
 
     info = datasets.DatasetInfo(
         config_name=config_name, features=ds.features,
@@ -186,7 +142,7 @@ def stage_config(ds: datasets.Dataset, root: str | os.PathLike, config_name: str
                                                              num_examples=len(ds))}),
         download_size=num_bytes, dataset_size=ds.data.nbytes if len(ds) else 0,
     )
-    entry = config_entry(config_name, rows=len(ds), format=_sft_format(ds), selection=selection, crowd=crowd,
+    entry = config_entry(config_name, rows=len(ds), format=_sft_format(ds), record=record,
                          source=source, fingerprint=ds._fingerprint)
     card = merge_card(existing, config_name, entry, dataset_info=info, license=license or ds.info.license or None,
                       repo_ref=repo_ref,
@@ -247,7 +203,7 @@ def save_local(ds: datasets.Dataset, folder: str | os.PathLike, config_name: str
     target = folder / config_name
     if (config_name in known or target.exists()) and not overwrite:
         raise ConfigExistsError(f"config {config_name!r} already exists in {str(folder)!r} (configs: {known}); "
-                                "pass overwrite=True to replace it")
+                                "pass --overwrite (overwrite=True in Python) to replace it")
 
     staging = Path(tempfile.mkdtemp(prefix=".crowdselect-staging-", dir=folder))
     trash = None
@@ -354,15 +310,7 @@ def publish_folder(folder: str | os.PathLike, repo_id: str, config_name: str | N
 
     folder = Path(folder).expanduser()
     local = read_card(folder)
-    known = card_configs(local)
-    if local is None or not known:
-        raise HubError(f"{str(folder)!r} is not a Hub-shaped folder written by save_local (no README.md with configs)")
-    if config_name is None:
-        if len(known) != 1:
-            raise HubError(f"{str(folder)!r} holds several configs {known}; name the one to push")
-        config_name = known[0]
-    if config_name not in known:
-        raise HubError(f"config {config_name!r} is not in {str(folder)!r}; configs: {known}")
+    config_name = _one_config(folder, card_configs(local), config_name)
     entry = dict((local.data.get(CARD_FIELD) or {}).get(config_name) or {})
     data_files = MetadataConfigs.from_dataset_card_data(local.data)[config_name].get("data_files")
     info = DatasetInfosDict.from_dataset_card_data(local.data).get(config_name)
@@ -409,7 +357,7 @@ def _push(repo_id: str, config_name: str, build, *, private, token, revision, cr
     stale = [f for f in remote if f.startswith(config_name + "/")]
     if (config_name in known or stale) and not overwrite:
         raise ConfigExistsError(f"config {config_name!r} already exists in {repo_id!r}{_at(revision)} (configs: {known}); "
-                                "pass overwrite=True to replace it")
+                                "pass --overwrite (overwrite=True in Python) to replace it")
     with tempfile.TemporaryDirectory(prefix="crowdselect-publish-") as tmp:
         files = build(tmp, existing)
         where = source_of or (lambda rel, tmp: str(Path(tmp) / rel))
@@ -439,31 +387,24 @@ def _scrub(error: BaseException, token: str | None) -> str:
 
 # -- loading by name -------------------------------------------------------------------------------
 
-def crowdselect_home() -> Path:
-    """Where locally built sets go: ``$CROWDSELECT_HOME`` or ``$HF_HOME/crowdselect``."""
-    from huggingface_hub import constants
-
-    return Path(os.environ.get("CROWDSELECT_HOME") or Path(constants.HF_HOME) / "crowdselect")
-
-
-def local_set_dir(repo_id: str) -> Path:
-    """The default local folder of a recipe's target repo (what ``build.py`` writes without ``--out``)."""
-    return crowdselect_home() / "sets" / repo_id.replace("/", "--")
-
-
 def _load_folder(folder: Path, config: str | None, split: str | None, **kwargs: Any):
-    card = read_card(folder)
-    known = card_configs(card)
+    config = _one_config(folder, card_configs(read_card(folder)), config)
+    return datasets.load_dataset(str(folder), config, split=split, **kwargs)
+
+
+def _one_config(folder: Path, known: list[str], config: str | None) -> str:
+    """``config`` if the folder's card lists it, else its only config; otherwise an error listing them."""
     if not known:
         raise HubError(f"{str(folder)!r} is not a Hub-shaped folder: its README.md has no 'configs:' block "
-                       "(write one with crowdselect_hf.save_local)")
+                       "(write one with crowdselect_hf.save_local or `crowdselect select`)")
     if config is None:
         if len(known) != 1:
-            raise HubError(f"{str(folder)!r} holds several configs, choose one: {known}")
-        config = known[0]
+            raise HubError(f"{str(folder)!r} holds several configs ({', '.join(known)}); choose one with "
+                           "--config-name (config_name= in Python)")
+        return known[0]
     if config not in known:
-        raise HubError(f"config {config!r} is not in {str(folder)!r}; existing configs: {known}")
-    return datasets.load_dataset(str(folder), config, split=split, **kwargs)
+        raise HubError(f"config {config!r} is not in {str(folder)!r}; its configs: {', '.join(known)}")
+    return config
 
 
 def load_selected(name_or_repo: str | os.PathLike, config: str | None = None, split: str | None = SPLIT, *,
@@ -474,7 +415,7 @@ def load_selected(name_or_repo: str | os.PathLike, config: str | None = None, sp
 
     1. an existing local folder → ``load_dataset(folder, config)``;
     2. a recipe name (:func:`~crowdselect_hf.recipes.list_recipes`) → its target config, from its
-       local build (``python dataset_scripts/build.py <recipe>`` writes to
+       local build (``crowdselect build <recipe>`` writes to
        :func:`local_set_dir`) if there is one, else from its target repo on the Hub;
     3. ``owner/name`` → ``load_dataset(repo_id, config, revision=revision)``.
 
@@ -491,28 +432,26 @@ def load_selected(name_or_repo: str | os.PathLike, config: str | None = None, sp
     Example:
         >>> ds = load_selected("crowdselect-1k")  # doctest: +SKIP
     """
-    from . import recipes
-
     path = Path(name_or_repo).expanduser()
     if path.is_dir():
         return _load_folder(path, config, split, **load_kwargs)
     name = str(name_or_repo)
-    recipe = recipes.find_recipe(name)
+    recipe = find_recipe(name)
     if recipe is not None:
         repo_id, config = recipe.repo_id, config or recipe.config
         local = local_set_dir(repo_id)
         if config in config_names(local):
             return _load_folder(local, config, split, **load_kwargs)
     elif "/" not in name:
-        raise recipes.RecipeError(f"unknown recipe {name!r}; known recipes: {recipes.list_recipes()} "
-                                  "(or pass a dataset repo id 'owner/name' or a local folder)")
+        raise RecipeError(f"unknown recipe {name!r}; known recipes: {list_recipes()} "
+                          "(or pass a dataset repo id 'owner/name' or a local folder)")
     else:
         repo_id = check_repo_id(name)
-        recipe = next((r for r in recipes.all_recipes() if r.repo_id == repo_id and config in (None, r.config)), None)
+        recipe = next((r for r in all_recipes() if r.repo_id == repo_id and config in (None, r.config)), None)
     try:
         return datasets.load_dataset(repo_id, config, split=split, revision=revision, **load_kwargs)
     except (ConnectionError, datasets.exceptions.DatasetNotFoundError, FileNotFoundError) as e:
-        hint = (f"build it locally with `python dataset_scripts/build.py {recipe.name}` (writes to "
+        hint = (f"build it locally with `crowdselect build {recipe.name}` (writes to "
                 f"{local_set_dir(repo_id)}, which load_selected({recipe.name!r}) reads), then load it again"
                 if recipe is not None else "check the repo id, or build the set locally and pass its folder")
         raise HubError(f"cannot load {repo_id!r} (config {config!r}): {e}. It is not in the local cache and the Hub "

@@ -2,9 +2,10 @@
 :func:`~crowdselect_hf.scoring.score` (or ``ds.map(crowd_score)``).
 
 :func:`crowd_select` returns a :class:`Selection`: the ``k`` picked rows (``.indices`` in pool
-order, ``.ids``), the per-row score and cluster, the rows that came from back-fill, and a JSON-ready
-``summary()``. A ``Selection`` is a picklable predicate, so ``ds.filter(sel)`` keeps the same rows
-as ``ds.select(sel.indices)`` — also on an ``IterableDataset``, by ``crowd_id``.
+order, ``.ids``), the per-row score and cluster, the rows that came from back-fill, and its
+:class:`~crowdselect_hf.record.SelectionRecord` (``.record``; ``summary()`` is its JSON form).
+A ``Selection`` is a picklable predicate, so ``ds.filter(sel)`` keeps the same rows as
+``ds.select(sel.indices)`` — also on an ``IterableDataset``, by ``crowd_id``.
 
 Strategies (``strategy=``), each returning exactly ``k`` rows:
 
@@ -13,7 +14,7 @@ Strategies (``strategy=``), each returning exactly ``k`` rows:
 ``"combined-top"``                   combined score, no clustering
 ``"random"`` / ``"cluster-random"``  uniform random, globally / an equal quota per cluster
 ``"reward-top"`` / ``-bottom``       per-instruction max reward (``crowd_best_reward``)
-``"length-longest"`` / ``-shortest`` characters of the instruction plus its best response
+``"length-longest"`` / ``-shortest`` UTF-8 bytes of the instruction plus its best answer
 ``"<metric>-top"`` / ``-bottom``     one metric (difficulty, separability, stability)
 ``"<metric>-top-clustered"`` …       the same, an equal quota per cluster
 ===================================  ========================================================
@@ -25,7 +26,6 @@ Eligible rows: a usable reward (finite ``crowd_difficulty``), a non-empty best r
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from typing import Any, Mapping, Sequence
@@ -35,10 +35,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sklearn.base import BaseEstimator
 
+from .binding import byte_lengths
 from .columns import attach_columns, read_columns
 from .clustering import ALGORITHMS, Clustering, fit_kmeans
 from .combine import METRICS, SelectionError, check_weights, combine, quota_select, top_k
 from .embeddings import ColumnEmbedder, EmbeddingCache, default_cache, get_embedder, l2_normalise
+from .provenance import MetricsProvenance, read_provenance
+from .record import Clustering as ClusteringRecord
+from .record import ClusterCount, SelectionRecord, ranked_by, uses_weights
 from .strategies import CLUSTERED, STRATEGIES
 
 logger = logging.getLogger(__name__)
@@ -86,20 +90,22 @@ class Selection:
     """
 
     def __init__(self, indices: np.ndarray, combined: np.ndarray, clusters: np.ndarray, backfilled: np.ndarray,
-                 pool: pa.Table, params: Mapping[str, Any], summary: Mapping[str, Any],
-                 map_xy: np.ndarray | None = None):
+                 pool: pa.Table, record: SelectionRecord, map_xy: np.ndarray | None = None):
         self.indices = np.asarray(indices, dtype=np.int64)
         self.combined = np.asarray(combined, dtype=np.float64)
         self.clusters = np.asarray(clusters, dtype=np.int64)
         self.backfilled = np.asarray(backfilled, dtype=np.int64)
-        self.params = dict(params)
+        self.record = record
         self._pool = pool
-        self._summary = dict(summary)
         self._map = map_xy
         self.ids = pool.column("crowd_id").take(pa.array(self.indices)).to_pylist()
-        self._pool_has_duplicates = bool(summary.get("pool_duplicate_ids", 0))
         self._id_set = None
         self._mask = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters that applied to the strategy (:attr:`SelectionRecord.params`)."""
+        return self.record.params
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -146,9 +152,9 @@ class Selection:
                 "the selection filters by 'crowd_id', which this example lacks; run crowdselect_hf.score(ds) "
                 "(or ds.map(crowd_score)) first, or filter with ds.filter(sel, with_indices=True)"
             )
-        if self._pool_has_duplicates:
+        if self.record.pool_duplicate_ids:
             raise SelectionError(
-                f"the pool has {self._summary['pool_duplicate_ids']} rows repeating an instruction (same crowd_id), so "
+                f"the pool has {self.record.pool_duplicate_ids} rows repeating an instruction (same crowd_id), so "
                 "filtering by id would keep those duplicates too; use ds.filter(sel, with_indices=True) or "
                 "ds.select(sel.indices)"
             )
@@ -160,9 +166,10 @@ class Selection:
 
     # -- reporting ------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
-        """A JSON-ready summary: cluster sizes and quotas, back-fill, exclusions and why, neutral
-        fills, and metric means of the selected rows vs the eligible pool."""
-        return json.loads(json.dumps(self._summary))
+        """The :class:`~crowdselect_hf.record.SelectionRecord` as a JSON-ready dict: cluster
+        accounting, back-fill, exclusions and why, neutral fills, and metric means of the selected
+        rows vs the eligible pool."""
+        return self.record.to_dict()
 
     def pool_table(self) -> pa.Table:
         """One row per pool row: its metrics, score, cluster, whether it was selected or
@@ -220,7 +227,7 @@ class Selection:
         extra = InMemoryTable(pa.table({"crowd_combined": pa.array(combined, pa.float64()),
                                         "crowd_cluster": pa.array(clusters, pa.int64())}))
         features = datasets.Features({"crowd_combined": datasets.Value("float64"), "crowd_cluster": datasets.Value("int64")})
-        fingerprint = Hasher.hash(["crowdselect_hf.annotate", ds._fingerprint, self.params, self.indices])
+        fingerprint = Hasher.hash(["crowdselect_hf.annotate", ds._fingerprint, self.record.to_dict(), self.indices])
         return attach_columns(ds, extra, features, fingerprint)
 
 
@@ -268,34 +275,14 @@ def _texts(ds, column: str) -> list[str]:
     return col.to_pylist()
 
 
-def _lengths(ds, best_model: np.ndarray, text_column: str, crowd: Any) -> np.ndarray:
-    """Characters of the instruction plus its best response."""
-    from .crowd import Crowd, CrowdError
-
-    instr = read_columns(ds, [text_column]).column(0)
-    L = pc.fill_null(pc.utf8_length(instr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    try:
-        crowd = (crowd if crowd is not None else Crowd.infer(ds)).resolve(ds)
-    except CrowdError as e:
-        raise SelectionError(f"length strategies read the best response from the crowd columns, which could not be found: {e}") from None
-    R = np.zeros(len(L), dtype=np.int64)
-    if crowd.layout == "wide":
-        for name in crowd.names:
-            rows = best_model == name
-            if not rows.any():
-                continue
-            content = pc.struct_field(read_columns(ds, [name]).column(0), [crowd.content_key])
-            lens = pc.fill_null(pc.utf8_length(content), 0).to_numpy(zero_copy_only=False)
-            R[rows] = lens[rows]
-    else:
-        col = read_columns(ds, [crowd.column]).column(0).combine_chunks()
-        flat = pc.list_flatten(col)
-        parents = pc.list_parent_indices(col).to_numpy()
-        models = pc.struct_field(flat, [crowd.model_key]).to_numpy(zero_copy_only=False)
-        lens = pc.fill_null(pc.utf8_length(pc.struct_field(flat, [crowd.content_key])), 0).to_numpy(zero_copy_only=False)
-        hit = models == best_model[parents]
-        R[parents[hit]] = lens[hit]
-    return L + R
+def _lengths(ds, text_column: str) -> np.ndarray:
+    """UTF-8 bytes of each row's instruction plus its best answer (``crowd_best_bytes``)."""
+    if "crowd_best_bytes" not in ds.column_names:
+        raise SelectionError("length strategies read crowd_best_bytes, which this dataset lacks; "
+                             "re-run crowdselect_hf.score(ds)")
+    cols = read_columns(ds, [text_column, "crowd_best_bytes"])
+    best = cols.column(1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return byte_lengths(cols.column(0)) + best
 
 
 def _map_2d(X: np.ndarray, fit_rows: np.ndarray, seed: int) -> np.ndarray:
@@ -408,6 +395,7 @@ class CrowdSelector(BaseEstimator):
         """
         weights = self._validate()
         _check_dataset(ds)
+        provenance = self._check_provenance(ds)
         strategy, k, seed = self.strategy, int(self.k), int(self.seed)
         pool = read_columns(ds, REQUIRED_COLUMNS)
         n = pool.num_rows
@@ -417,7 +405,6 @@ class CrowdSelector(BaseEstimator):
         ids = pool.column("crowd_id").to_numpy(zero_copy_only=False).astype(str)
         M = np.column_stack([pool.column(f"crowd_{m}").to_numpy(zero_copy_only=False).astype(np.float64) for m in METRICS])
         best_reward = pool.column("crowd_best_reward").to_numpy(zero_copy_only=False).astype(np.float64)
-        best_model = pool.column("crowd_best_model").to_numpy(zero_copy_only=False)
 
         # Ties break by crowd_id: rank the ids once, as integers.
         _, first_any, tiebreak = np.unique(ids, return_index=True, return_inverse=True)
@@ -433,7 +420,7 @@ class CrowdSelector(BaseEstimator):
         n_eligible = int(eligible.sum())
         if k > n_eligible:
             raise SelectionError(
-                f"k={k} is more than the {n_eligible} usable rows of the pool ({n} rows: {int((~usable).sum())} "
+                f"k = {k} (--k) is more than the {n_eligible} usable rows of the pool ({n} rows: {int((~usable).sum())} "
                 f"without a usable reward, {int((usable & ~answerable).sum())} with an empty best response, "
                 f"{int(answerable.sum()) - n_eligible} repeating an instruction)"
             )
@@ -442,7 +429,7 @@ class CrowdSelector(BaseEstimator):
             raise SelectionError(f"n_clusters={self.n_clusters} is more than the {n_eligible} usable rows of the pool")
 
         comb = combine(M, weights, eligible)
-        score = self._strategy_score(strategy, comb, M, best_reward, best_model, ds, eligible, seed)
+        score = self._strategy_score(strategy, comb, M, best_reward, ds)
 
         labels = np.full(n, -1, dtype=np.int64)
         clustering: Clustering | None = None
@@ -471,22 +458,12 @@ class CrowdSelector(BaseEstimator):
             indices = top_k(np.where(eligible, score, np.nan), k, eligible, tiebreak)
             backfilled = np.empty(0, dtype=np.int64)
 
-        params = {
-            "strategy": strategy,
-            "k": k,
-            "n_clusters": int(self.n_clusters),
-            "weights": [float(w) for w in weights],
-            "embedder": embedding_name,
-            "seed": seed,
-            "kmeans": clustering.algorithm if clustering is not None else None,
-            "n_init": int(self.n_init) if clustering is not None else None,
-        }
-        summary = self._summary(params, n, usable, answerable, eligible, n - len(first_any), comb.neutral_filled, M, best_reward,
-                                indices, backfilled, labels if clustered else None, quotas, sizes,
-                                taken if clustered else None, clustering)
-        if summary["neutral_filled"] and any(summary["neutral_filled"].values()):
-            logger.info("neutral 0.5 used for NaN metrics: %s", summary["neutral_filled"])
-        self.selection_ = Selection(indices, score, labels, backfilled, pool, params, summary, map_xy)
+        record = self._record(strategy, k, seed, weights, embedding_name, clustering, n, usable, answerable, eligible,
+                              n - len(first_any), comb.neutral_filled, M, best_reward, indices, backfilled,
+                              labels if clustered else None, quotas, sizes, taken if clustered else None, provenance)
+        if any(record.neutral_filled.values()):
+            logger.info("neutral 0.5 used for NaN metrics: %s", dict(record.neutral_filled))
+        self.selection_ = Selection(indices, score, labels, backfilled, pool, record, map_xy)
         self.selected_indices_ = self.selection_.indices
         self.combined_ = score
         self.labels_ = labels
@@ -501,7 +478,19 @@ class CrowdSelector(BaseEstimator):
         return self
 
     # -- pieces of fit ---------------------------------------------------------------------------
-    def _strategy_score(self, strategy, comb, M, best_reward, best_model, ds, eligible, seed) -> np.ndarray:
+    def _check_provenance(self, ds) -> MetricsProvenance | None:
+        """The provenance of ``ds``'s metrics; an error when it differs from ``crowd``."""
+        provenance = read_provenance(ds)
+        if self.crowd is None or provenance is None or self.crowd.reward is None:
+            return provenance
+        asked = MetricsProvenance.of(self.crowd)
+        differs = provenance.differences(asked)
+        if differs:
+            raise SelectionError("the crowd_* metrics of this dataset were computed with another " + "; ".join(differs)
+                                 + ": re-score it first with crowdselect_hf.score(ds, crowd=...) (the CLI re-scores by itself)")
+        return provenance
+
+    def _strategy_score(self, strategy, comb, M, best_reward, ds) -> np.ndarray:
         usable = comb.usable
         if strategy in ("crowdselect", "combined-top"):
             return comb.score
@@ -511,7 +500,7 @@ class CrowdSelector(BaseEstimator):
             s = best_reward if strategy == "reward-top" else -best_reward
             return np.where(usable, s, np.nan)
         if strategy.startswith("length-"):
-            L = _lengths(ds, best_model, _text_column(ds, self.text_column, self.crowd), self.crowd).astype(np.float64)
+            L = _lengths(ds, _text_column(ds, self.text_column, self.crowd)).astype(np.float64)
             return np.where(usable, L if strategy == "length-longest" else -L, np.nan)
         metric, direction = strategy.split("-")[:2]
         q = comb.quantiles[:, METRICS.index(metric)]
@@ -538,48 +527,40 @@ class CrowdSelector(BaseEstimator):
             raise SelectionError(f"embedder {embedder.name!r} returned {X.shape[0]} rows for {n} texts")
         return X, embedder.name
 
-    @staticmethod
-    def _summary(params, n, usable, answerable, eligible, pool_duplicates, neutral_filled, M, best_reward, indices, backfilled,
-                 labels, quotas, sizes, taken, clustering) -> dict[str, Any]:
+    def _record(self, strategy, k, seed, weights, embedding_name, clustering, n, usable, answerable, eligible,
+                pool_duplicates, neutral_filled, M, best_reward, indices, backfilled, labels, quotas, sizes, taken,
+                provenance) -> SelectionRecord:
         selected = np.zeros(n, dtype=bool)
         selected[indices] = True
         back = np.zeros(n, dtype=bool)
         back[backfilled] = True
-        metrics = {}
+        means = {}
         for name, values in [*zip(METRICS, M.T), ("best_reward", best_reward)]:
             sel_vals, pool_vals = values[selected], values[eligible]
-            metrics[name] = {
+            means[name] = {
                 "selected": _json_float(np.nanmean(sel_vals)) if np.isfinite(sel_vals).any() else None,
                 "pool": _json_float(np.nanmean(pool_vals)) if np.isfinite(pool_vals).any() else None,
             }
-        clusters = []
+        clusters = ()
         if labels is not None:
-            for c in range(len(quotas)):
-                in_c = labels == c
-                clusters.append({
-                    "cluster": c,
-                    "size": int(sizes[c]),
-                    "quota": int(quotas[c]),
-                    "picked_by_quota": int(taken[c]),
-                    "backfilled": int((back & in_c).sum()),
-                })
-        return {
-            **params,
-            "n_pool": int(n),
-            "n_eligible": int(eligible.sum()),
-            "n_selected": int(len(indices)),
-            "n_backfilled": int(len(backfilled)),
-            "excluded": {
-                "no_usable_reward": int((~usable).sum()),
-                "empty_best_response": int((usable & ~answerable).sum()),
-                "duplicate_instruction": int((answerable & ~eligible).sum()),
-            },
-            "pool_duplicate_ids": int(pool_duplicates),
-            "neutral_filled": dict(neutral_filled),
-            "clusters": clusters,
-            "inertia": _json_float(clustering.inertia) if clustering is not None else None,
-            "metric_means": metrics,
-        }
+            clusters = tuple(
+                ClusterCount(cluster=c, pool_rows=int((labels == c).sum()), candidates=int(sizes[c]), quota=int(quotas[c]),
+                             picked_by_quota=int(taken[c]), backfilled=int((back & (labels == c)).sum()))
+                for c in range(len(quotas)))
+        return SelectionRecord(
+            strategy=strategy, k=k, ranked_by=ranked_by(strategy),
+            weights=tuple(float(w) for w in weights) if uses_weights(strategy) else None,
+            seed=seed if clustering is not None or strategy.endswith("random") else None,
+            clustering=ClusteringRecord(n_clusters=int(self.n_clusters), embedder=embedding_name, kmeans=clustering.algorithm,
+                                  n_init=int(self.n_init), inertia=_json_float(clustering.inertia))
+            if clustering is not None else None,
+            clusters=clusters, n_pool=int(n), n_eligible=int(eligible.sum()), n_selected=int(len(indices)),
+            n_backfilled=int(len(backfilled)),
+            excluded={"no_usable_reward": int((~usable).sum()), "empty_best_response": int((usable & ~answerable).sum()),
+                      "duplicate_instruction": int((answerable & ~eligible).sum())},
+            pool_duplicate_ids=int(pool_duplicates), neutral_filled=dict(neutral_filled), metric_means=means,
+            metrics=provenance.to_dict() if provenance is not None else None,
+        )
 
 
 def crowd_select(ds, k: int, n_clusters: int = 10, weights: Sequence[float] = (1, 1, 2), embedder: Any = "tfidf",

@@ -23,6 +23,7 @@ from crowdselect_hf.hub import (
     save_local,
 )
 from crowdselect_hf.recipes import RecipeError, get_recipe
+from crowdselect_hf.record import SelectionRecord
 from crowdselect_hf.selection import crowd_select
 from crowdselect_hf.sft import to_sft
 
@@ -80,8 +81,8 @@ def test_sidecar_and_card(tmp_path, curated, zoo_crowd):
     side = folder / "crowdselect-60" / "_crowdselect"
     assert pq.read_table(side / "pool.parquet").equals(sel.pool_table())
     record = json.loads((side / "selection.json").read_text())
-    assert record["params"] == json.loads(json.dumps(sel.params))
-    assert record["summary"]["clusters"] == sel.summary()["clusters"]
+    assert SelectionRecord.from_dict(record).params == sel.params
+    assert record["clusters"] == sel.summary()["clusters"] and record["config"] == "crowdselect-60"
     assert record["crowd"] == json.loads(json.dumps(zoo_crowd.to_dict()))
     assert record["source"]["dataset"] == SOURCE["dataset"] and record["source"]["fingerprint"] == rows._fingerprint
 
@@ -97,19 +98,21 @@ def test_sidecar_and_card(tmp_path, curated, zoo_crowd):
         assert files == [{"split": "train", "path": f"{name}/train-*"}]
         assert sorted(p.name for p in (folder / name).glob("train-*")) == ["train-00000-of-00001.parquet"]
     block = data["crowdselect"]["crowdselect-60"]
-    assert {k: block[k] for k in ("strategy", "k", "n_clusters", "weights", "embedder", "seed")} == {
-        k: sel.params[k] for k in ("strategy", "k", "n_clusters", "weights", "embedder", "seed")}
-    assert block["reward"] == zoo_crowd.reward and block["rows"] == len(rows) and block["format"] == "messages"
-    assert block["crowd"]["members"][0] == {"name": "vicuna-7b", "family": "vicuna-v1.1", "params_b": 7.0}
-    assert block["package_version"] == crowdselect_hf.__version__
+    card_record = SelectionRecord.from_dict(block["record"])
+    assert block["record"] == json.loads((side / "selection.json").read_text())  # the card holds the sidecar's record
+    assert card_record.params == sel.params and card_record.clusters == sel.record.clusters
+    assert card_record.reward == zoo_crowd.reward and block["rows"] == card_record.rows == len(rows)
+    assert block["format"] == "messages"
+    assert card_record.crowd["members"][0] == {"name": "vicuna-7b", "family": "vicuna-v1.1", "params_b": 7.0}
+    assert block["package_version"] == card_record.package_version == crowdselect_hf.__version__
     assert block["source"]["fingerprint"] == rows._fingerprint
     assert data["crowdselect"]["reward-top-40"]["format"] == "prompt-completion"
     # the body: both configs, means of selection vs pool, per-cluster counts, how to train
     text = card.text
     means = sel.summary()["metric_means"]["difficulty"]
     assert f"| difficulty | {means['selected']:.4g} | {means['pool']:.4g} |" in text
-    for c in sel.summary()["clusters"]:
-        assert f"| {c['cluster']} | {c['size']} | {c['quota']} | {c['picked_by_quota']} | {c['backfilled']} |" in text
+    for c in sel.record.clusters:
+        assert f"| {c.cluster} | {c.pool_rows} | {c.candidates} | {c.quota} | {c.picked_by_quota} | {c.backfilled} |" in text
     assert "### `crowdselect-60`" in text and "### `reward-top-40`" in text
     assert f"--dataset_name {folder} --dataset_config crowdselect-60" in text
 
@@ -146,8 +149,10 @@ def test_failed_save_leaves_the_folder_as_it_was(tmp_path, curated, zoo_crowd):
     _save(folder, "reward-top-40", curated, zoo_crowd)
     snapshot = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
+    real = curated["crowdselect-60"][0]
+
     class Broken:
-        params = {"strategy": "x"}
+        ids, record = real.ids, real.record
 
         def pool_table(self):
             raise RuntimeError("disk full")
@@ -168,9 +173,9 @@ def test_load_selected_errors(tmp_path, curated, zoo_crowd):
     folder = tmp_path / "sets"
     for name in curated:
         _save(folder, name, curated, zoo_crowd)
-    with pytest.raises(HubError, match=r"config 'nope' is not in .*existing configs: \['crowdselect-60', 'reward-top-40'\]"):
+    with pytest.raises(HubError, match=r"config 'nope' is not in .*its configs: crowdselect-60, reward-top-40"):
         load_selected(folder, "nope")
-    with pytest.raises(HubError, match="holds several configs, choose one"):
+    with pytest.raises(HubError, match=r"holds several configs \(crowdselect-60, reward-top-40\); choose one with --config-name"):
         load_selected(folder)
     with pytest.raises(HubError, match="malformed repo id 'me//x'"):
         load_selected("me//x")
@@ -179,7 +184,7 @@ def test_load_selected_errors(tmp_path, curated, zoo_crowd):
     with pytest.raises(RecipeError, match=r"unknown recipe 'crowdselect-2k'; known recipes: \[.*'crowdselect-1k'"):
         load_selected("crowdselect-2k")
     # a recipe that is neither built locally nor cached, offline: say how to build it
-    with pytest.raises(HubError, match=r"python dataset_scripts/build.py crowdselect-1k"):
+    with pytest.raises(HubError, match=r"crowdselect build crowdselect-1k"):
         load_selected("crowdselect-1k")
     with pytest.raises(HubError, match=r"cannot load 'someone/not-cached'"):
         load_selected("someone/not-cached", "x")
@@ -284,9 +289,9 @@ def test_publish_commits_everything_at_once(tmp_path, monkeypatch, curated, zoo_
     card = DatasetCard(files["README.md"].decode())
     assert [c["config_name"] for c in card.data.configs] == ["crowdselect-60", "reward-top-40"]
     assert card.data.crowdselect["reward-top-40"] == DatasetCard(remote_readme).data.crowdselect["reward-top-40"]
-    assert card.data.crowdselect["crowdselect-60"]["k"] == 60
+    assert card.data.crowdselect["crowdselect-60"]["record"]["k"] == 60
     assert "--dataset_name me/sets --dataset_config crowdselect-60" in card.text
-    assert json.loads(files["crowdselect-60/_crowdselect/selection.json"])["params"]["n_clusters"] == 4
+    assert json.loads(files["crowdselect-60/_crowdselect/selection.json"])["clustering"]["n_clusters"] == 4
     # the uploaded shard holds exactly the rows
     shard = tmp_path / "shard.parquet"
     shard.write_bytes(files["crowdselect-60/train-00000-of-00001.parquet"])
@@ -312,7 +317,7 @@ def test_publish_folder_uploads_a_saved_config_as_is(tmp_path, monkeypatch, cura
     assert card.data.crowdselect["crowdselect-60"] == local_card.data.crowdselect["crowdselect-60"]
     assert card.data.dataset_info is not None
     assert "--dataset_name me/sets --dataset_config crowdselect-60" in card.text
-    with pytest.raises(HubError, match=r"config 'nope' is not in .*configs: \['crowdselect-60'\]"):
+    with pytest.raises(HubError, match=r"config 'nope' is not in .*its configs: crowdselect-60"):
         publish_folder(local, "me/sets", "nope")
     with pytest.raises(HubError, match="not a Hub-shaped folder"):
         publish_folder(tmp_path / "empty", "me/sets")

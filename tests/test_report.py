@@ -1,6 +1,7 @@
 """The HTML report: built from a Hub-shaped folder made here from the real crowd table, with a
 fake-but-plausible clustered selection (TF-IDF → KMeans, PCA map, top-by-score per cluster with
-back-fill), and checked by parsing the page and by rendering it in headless Chromium."""
+back-fill) and its selection record, and checked by parsing the page and by rendering it in
+headless Chromium."""
 
 import base64
 import json
@@ -16,12 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from crowdselect_hf.report import ReportError, cluster_table, find_config_dir, render_report, write_report
+from crowdselect_hf.record import ClusterCount, Clustering, SelectionRecord, write_record
+from crowdselect_hf.report import ReportError, find_config_dir, render_report, write_report
 
 SCRIPT_INSTRUCTION = 'Explain <script>alert("pwned")</script> & why "quotes" matter'
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 N_CLUSTERS = 6
 QUOTA = 12
+SOURCE = {"dataset": "alpaca_zoo (test)", "split": "train"}
 
 
 # -- a published selection, built independently of the package's selection code ---------------
@@ -68,8 +71,27 @@ def _fake_selection(scored):
     return labels, xy, combined, selected, backfilled, k
 
 
-def _build_folder(root: Path, scored, crowd, selection, config="crowdselect-72", quotas_in_summary=True, no_map=False,
-                  no_clusters=False, empty_summary=False):
+def _record(labels, selected, backfilled, k, zoo_crowd, clustered=True, **overrides):
+    """The selection record of the fake selection (every pool row counts as a candidate)."""
+    clusters = tuple(ClusterCount(cluster=c, pool_rows=int((labels == c).sum()), candidates=int((labels == c).sum()),
+                                  quota=QUOTA, picked_by_quota=int((selected & ~backfilled & (labels == c)).sum()),
+                                  backfilled=int((backfilled & (labels == c)).sum())) for c in range(N_CLUSTERS))
+    fields = dict(
+        strategy="crowdselect" if clustered else "reward-top", k=k,
+        ranked_by="combined score" if clustered else "best reward",
+        weights=(1.0, 1.0, 2.0) if clustered else None, seed=42 if clustered else None,
+        clustering=Clustering(N_CLUSTERS, "tfidf (test)", "lloyd", 3, 12.5) if clustered else None,
+        clusters=clusters if clustered else (), n_pool=len(labels), n_eligible=len(labels), n_selected=k,
+        n_backfilled=int(backfilled.sum()), excluded={"no_usable_reward": 0, "duplicate_instruction": 0},
+        pool_duplicate_ids=0, neutral_filled={"stability": 3},
+        metric_means={"difficulty": {"selected": 0.1, "pool": -0.1}}, metrics={"reward": zoo_crowd.reward, "layout": "wide"},
+        source=SOURCE, crowd=zoo_crowd.to_dict(),
+    )
+    return SelectionRecord(**{**fields, **overrides})
+
+
+def _build_folder(root: Path, scored, crowd, selection, config="crowdselect-72", no_map=False, no_clusters=False,
+                  **record_overrides):
     labels, xy, combined, selected, backfilled, k = (x.copy() if isinstance(x, np.ndarray) else x for x in selection)
     if no_clusters:
         labels = np.full_like(labels, -1)
@@ -77,8 +99,6 @@ def _build_folder(root: Path, scored, crowd, selection, config="crowdselect-72",
     if no_map:
         xy = np.full_like(xy, np.nan)
     cfg = root / config
-    meta = cfg / "_crowdselect"
-    meta.mkdir(parents=True)
     cols = ["crowd_id", "crowd_difficulty", "crowd_separability", "crowd_stability", "crowd_best_reward", "crowd_best_model"]
     pool = scored.select_columns(cols).data.table
     pool = pool.append_column("crowd_combined", pa.array(combined))
@@ -87,7 +107,8 @@ def _build_folder(root: Path, scored, crowd, selection, config="crowdselect-72",
     pool = pool.append_column("crowd_backfilled", pa.array(backfilled))
     pool = pool.append_column("crowd_map_x", pa.array(xy[:, 0]))
     pool = pool.append_column("crowd_map_y", pa.array(xy[:, 1]))
-    pq.write_table(pool, meta / "pool.parquet")
+    record = _record(labels, selected, backfilled, k, crowd, clustered=not no_clusters, **record_overrides)
+    write_record(cfg, record.saved_as(config, k, SOURCE), pool)
 
     picked = np.flatnonzero(selected)
     # The row that the report samples first (best combined score of cluster 0) gets a hostile instruction.
@@ -101,25 +122,6 @@ def _build_folder(root: Path, scored, crowd, selection, config="crowdselect-72",
         rows.append({"messages": [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}],
                      **{c: row[c] for c in cols}})
     pq.write_table(pa.Table.from_pylist(rows), cfg / "train-00000-of-00001.parquet")
-
-    # The shape Selection.summary() writes (plus a nested dict and a list, to exercise rendering).
-    clusters = [{"cluster": c, "size": int((labels == c).sum()), "quota": QUOTA,
-                 "picked_by_quota": int((selected & ~backfilled & (labels == c)).sum()),
-                 "backfilled": int((backfilled & (labels == c)).sum())} for c in range(N_CLUSTERS)]
-    summary = {} if empty_summary else {
-        "n_pool": len(labels), "n_selected": k, "n_backfilled": int(backfilled.sum()),
-        "excluded": {"no_usable_reward": 0, "duplicate_instruction": 0},
-        "neutral_filled": {"crowd_stability": 3}, "metric_means": {"crowd_difficulty": {"selected": 0.1, "pool": -0.1}},
-        **({"clusters": clusters} if quotas_in_summary else {}),
-    }
-    selection = {
-        "params": {"strategy": "top" if no_clusters else "crowdselect", "k": k, "n_clusters": None if no_clusters else N_CLUSTERS,
-                   "weights": [1, 1, 2], "embedder": "tfidf (test)", "seed": 42},
-        "summary": summary,
-        "crowd": crowd.to_dict(),
-        "source": {"dataset": "alpaca_zoo (test)", "split": "train"},
-    }
-    (meta / "selection.json").write_text(json.dumps(selection), encoding="utf-8")
     return cfg, pool
 
 
@@ -128,6 +130,10 @@ class _Page(HTMLParser):
         super().__init__()
         self.tags, self.imgs, self.sections, self.scripts, self.links = [], [], [], 0, []
         self.tables: dict[str, list[list[str]]] = {}
+        self.chips: dict[str, str] = {}
+        self.headings: dict[str, str] = {}
+        self.text: list[str] = []
+        self._chip = self._h2 = None
         self._table = None
         self._row = None
         self._cell = None
@@ -139,11 +145,15 @@ class _Page(HTMLParser):
             self.imgs.append(a.get("src", ""))
         if tag == "section":
             self.sections.append(a.get("id"))
+        if tag == "h2":
+            self._h2 = ""
         if tag == "script":
             self.scripts += 1
         for key in ("src", "href"):
             if a.get(key):
                 self.links.append(a[key])
+        if tag == "span" and a.get("class") == "chip":
+            self._chip = []
         if tag == "table" and a.get("id"):
             self._table = a["id"]
             self.tables[self._table] = []
@@ -153,6 +163,12 @@ class _Page(HTMLParser):
             self._cell = ""
 
     def handle_endtag(self, tag):
+        if tag == "span" and self._chip is not None and len(self._chip) == 2:
+            self.chips[self._chip[0]] = self._chip[1]
+            self._chip = None
+        if tag == "h2" and self._h2 is not None:
+            self.headings[self.sections[-1]] = self._h2
+            self._h2 = None
         if tag in ("td", "th") and self._cell is not None:
             self._row.append(self._cell.strip())
             self._cell = None
@@ -163,6 +179,11 @@ class _Page(HTMLParser):
             self._table = None
 
     def handle_data(self, data):
+        self.text.append(data)
+        if self._h2 is not None:
+            self._h2 += data
+        if self._chip is not None:
+            self._chip.append(data)
         if self._cell is not None:
             self._cell += data
 
@@ -201,23 +222,25 @@ def test_report_is_valid_self_contained_html(published):
     text = report.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
     page = _parse(text)
-    assert page.sections == ["metrics", "combined", "map", "quotas", "best", "samples", "summary"]
+    assert page.sections == ["metrics", "score", "map", "quotas", "best", "samples", "summary"]
     assert page.scripts == 0
     assert [t for t in page.tags if t in ("link", "iframe", "object", "embed")] == []
     external = [u for u in page.links if not u.startswith(("data:image/png;base64,", "#"))]
     assert external == [], external
-    assert len(page.imgs) == 4  # metrics, combined, map, best answers
+    assert len(page.imgs) == 4  # metrics, ranking score, map, best answers
     for src in page.imgs:
         data = base64.b64decode(src.split(",", 1)[1], validate=True)
         width, height = _png_size(data)
         assert width > 100 and height > 100 and len(data) > 1000
-    # The header shows the parameters.
-    for chip in ("crowdselect", "tfidf (test)", "difficulty 1 · separability 1 · stability 2", "weighted_alpaca_eval_gpt4_turbo",
-                 "15 models"):
-        assert chip in text, chip
-    # The summary is listed flattened; per-cluster entries are left to the quota table.
-    assert "metric_means.crowd_difficulty.selected" in text and "n_backfilled" in text
-    assert "picked_by_quota" not in text and "[6 entries]" not in text
+    # The header shows the parameters that applied, and the reward the metrics came from.
+    assert page.chips == {"strategy": "crowdselect", "k": "72", "ranked by": "combined score", "clusters": str(N_CLUSTERS),
+                          "embedder": "tfidf (test)", "weights": "difficulty 1 · separability 1 · stability 2", "seed": "42",
+                          "reward": "weighted_alpaca_eval_gpt4_turbo", "crowd": "15 models · 7 families"}
+    assert "Ranking score: combined score" in text and "Σ wⱼ·qⱼ with weights difficulty 1" in text
+    # The record's accounting is listed flattened; per-cluster entries are left to the quota table.
+    assert "metric_means.difficulty.selected" in text and "n_backfilled" in text and "clustering.inertia" in text
+    assert "picked_by_quota" not in text and "[6 entries]" not in text and "metrics.members" not in text
+    assert "alpaca_zoo (test)" in text  # the source
 
 
 @pytest.mark.unit
@@ -227,92 +250,118 @@ def test_instructions_are_escaped(published):
     assert "Explain &lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt; &amp; why &quot;quotes&quot; matter" in text
 
 
+QUOTA_HEADER = ["cluster", "pool rows", "candidates", "quota", "selected by quota", "back-filled", "selected", "median score"]
+
+
+def _quota_table(text):
+    page = _parse(text)
+    header, *rows = page.tables["quota-table"]
+    assert [h.lower() for h in header] == QUOTA_HEADER
+    body = [r for r in rows if r[0].isdigit()]
+    return {name: i for i, name in enumerate(QUOTA_HEADER)}, body, next(r for r in rows if r[0] == "total")
+
+
 @pytest.mark.unit
 def test_quota_table_matches_pool(published):
     _, _, pool, report = published
-    page = _parse(report.read_text(encoding="utf-8"))
-    header, *rows = page.tables["quota-table"]
-    header = [h.lower() for h in header]
-    assert header == ["cluster", "size", "candidates", "quota", "picked", "back-filled", "selected", "median combined"]
-    col = {name: header.index(name) for name in header}
+    col, body, total = _quota_table(report.read_text(encoding="utf-8"))
     cluster = np.array(pool.column("crowd_cluster").to_pylist())
     selected = np.array(pool.column("crowd_selected").to_pylist())
     backfilled = np.array(pool.column("crowd_backfilled").to_pylist())
-    body = [r for r in rows if r[0].isdigit()]
+    combined = np.array(pool.column("crowd_combined").to_pylist())
     assert [int(r[0]) for r in body] == list(range(N_CLUSTERS))
     for r in body:
         c = int(r[0])
-        size, cand, quota, picked, back, sel = (int(r[col[h]].replace(",", "")) for h in header[1:7])
+        size, cand, quota, picked, back, sel = (int(r[i].replace(",", "")) for i in range(1, 7))
         assert size == cand == (cluster == c).sum()
         assert quota == QUOTA
         assert picked == (selected & ~backfilled & (cluster == c)).sum()
         assert back == (backfilled & (cluster == c)).sum()
         assert sel == (selected & (cluster == c)).sum()
-    total = next(r for r in rows if r[0] == "total")
-    assert int(total[col["size"]].replace(",", "")) == len(cluster)
+        assert r[col["median score"]] == f"{np.median(combined[selected & (cluster == c)]):.3g}"
+    assert int(total[col["pool rows"]].replace(",", "")) == len(cluster)
     assert int(total[col["quota"]]) == int(total[col["selected"]]) == selected.sum() == N_CLUSTERS * QUOTA
     assert int(total[col["back-filled"]]) == backfilled.sum() > 0, "the small cluster must force some back-fill"
-    assert int(body[N_CLUSTERS - 1][col["picked"]]) == 4, "the small cluster gives all of its 4 rows"
+    assert int(body[N_CLUSTERS - 1][col["selected by quota"]]) == 4, "the small cluster gives all of its 4 rows"
 
 
 @pytest.mark.unit
-def test_quota_without_summary_is_equal_share():
-    cluster = np.array([0] * 10 + [1] * 2 + [2] * 10 + [-1] * 3)
-    selected = np.zeros(25, bool)
-    selected[[0, 1, 2, 3, 10, 11, 12, 13, 14]] = True  # k = 9, C = 3: base 3, one extra place
-    backfilled = np.zeros(25, bool)
-    backfilled[[3]] = True  # cluster 1 had only 2 rows: one place went to back-fill
-    rows = cluster_table(cluster, selected, backfilled, k=9)
-    assert [(r["cluster"], r["size"], r["quota"], r["picked"], r["backfilled"], r["selected"]) for r in rows] == [
-        (0, 10, 3, 3, 1, 4), (1, 2, 3, 2, 0, 2), (2, 10, 3, 3, 0, 3)]
-    with_extra = selected.copy()
-    with_extra[15] = True
-    rows = cluster_table(cluster, with_extra, backfilled, k=10)
-    assert [r["quota"] for r in rows] == [3, 3, 4]
-    assert all(r["candidates"] is None for r in rows)
-    # Recorded quotas win over the equal share, in either summary shape.
-    rows = cluster_table(cluster, selected, backfilled, k=9, summary={"quotas": [5, 1, 3]})
-    assert [r["quota"] for r in rows] == [5, 1, 3]
-    rows = cluster_table(cluster, selected, backfilled, k=9, summary={"clusters": [
-        {"cluster": 0, "size": 9, "quota": 4}, {"cluster": 1, "size": 2, "quota": 2}, {"cluster": 2, "size": 10, "quota": 3}]})
-    assert [(r["quota"], r["candidates"], r["size"]) for r in rows] == [(4, 9, 10), (2, 2, 2), (3, 10, 10)]
+def test_quotas_come_from_the_record_only(zoo_scored, zoo_crowd, fake_selection, tmp_path):
+    """The report shows the record's per-cluster counts; it never re-derives them from the pool."""
+    clusters = tuple(ClusterCount(cluster=c, pool_rows=100 + c, candidates=90 + c, quota=q, picked_by_quota=min(q, 3),
+                                  backfilled=1) for c, q in enumerate([5, 1, 3, 7, 2, 4]))
+    cfg, _ = _build_folder(tmp_path, zoo_scored, zoo_crowd, fake_selection, clusters=clusters)
+    col, body, total = _quota_table(write_report(cfg, plots=False).read_text(encoding="utf-8"))
+    assert [tuple(int(v) for v in r[:7]) for r in body] == [
+        (c.cluster, c.pool_rows, c.candidates, c.quota, c.picked_by_quota, c.backfilled, c.selected) for c in clusters]
+    assert int(total[col["quota"]]) == 22
+    # A clustered record without per-cluster counts: a note, not counts made up from the pool table.
+    cfg, _ = _build_folder(tmp_path, zoo_scored, zoo_crowd, fake_selection, config="no-counts", clusters=())
+    text = write_report(cfg, plots=False).read_text(encoding="utf-8")
+    assert "quota-table" not in _parse(text).tables and "The selection record holds no per-cluster counts" in text
 
 
 @pytest.mark.unit
 def test_root_with_several_configs_and_errors(zoo_scored, zoo_crowd, fake_selection, tmp_path):
     cfg_a, _ = _build_folder(tmp_path, zoo_scored, zoo_crowd, fake_selection, config="a")
     _build_folder(tmp_path, zoo_scored, zoo_crowd, fake_selection, config="b", no_map=True)
-    with pytest.raises(ReportError, match=r"several configs \['a', 'b'\]"):
+    with pytest.raises(ReportError, match=r"several configs \(a, b\); choose one with --config-name"):
         write_report(tmp_path)
     assert find_config_dir(cfg_a) == cfg_a
     out = write_report(tmp_path, config="b", out=tmp_path / "elsewhere" / "r.html")
     assert out.is_file() and not (tmp_path / "b" / "report.html").exists()
-    with pytest.raises(ReportError, match="no config 'c'"):
+    with pytest.raises(ReportError, match="no config 'c'.*configs found: a, b"):
         write_report(tmp_path, config="c")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ReportError, match="holds no selection"):
         write_report(empty)
+    record = _record(*fake_selection[:1], *fake_selection[3:], zoo_crowd)
     with pytest.raises(ReportError, match="crowd_selected"):
-        render_report(pa.table({"x": [1]}), {}, {}, {}, [])
+        render_report(pa.table({"x": [1]}), record)
+    with pytest.raises(TypeError, match="SelectionRecord"):
+        render_report(pa.table({"crowd_selected": [True]}), record.to_dict())
+    # A record that cannot be read, or a missing pool table: one ReportError that says so.
+    (cfg_a / "_crowdselect" / "pool.parquet").unlink()
+    with pytest.raises(ReportError, match="no _crowdselect/pool.parquet: republish"):
+        write_report(cfg_a)
+    (cfg_a / "_crowdselect" / "selection.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ReportError, match="is not valid JSON"):
+        write_report(cfg_a)
+    (cfg_a / "_crowdselect" / "selection.json").write_text(json.dumps({"schema_version": 99}), encoding="utf-8")
+    with pytest.raises(ReportError, match="schema version 99"):
+        write_report(cfg_a)
 
 
 @pytest.mark.unit
 def test_degraded_inputs_render_with_notes(zoo_scored, zoo_crowd, fake_selection, tmp_path):
-    cfg, pool = _build_folder(tmp_path, zoo_scored, zoo_crowd, fake_selection, no_map=True, no_clusters=True,
-                              empty_summary=True)
+    cfg, pool = _build_folder(tmp_path, zoo_scored, zoo_crowd, fake_selection, no_map=True, no_clusters=True)
     text = write_report(cfg).read_text(encoding="utf-8")
     page = _parse(text)
     assert len(page.imgs) == 3  # no map
     assert "No map: this selection ran without instruction embeddings" in text
     assert "No clusters: this strategy selects over the whole pool" in text
-    assert "The selection recorded no summary" not in text  # the source is still listed
     assert "quota-table" not in page.tables
+    assert "alpaca_zoo (test)" in text  # the source is still listed
+    # A baseline claims only what it used: no clusters, embedder, weights or seed.
+    assert page.chips == {"strategy": "reward-top", "k": "72", "ranked by": "best reward",
+                          "reward": "weighted_alpaca_eval_gpt4_turbo", "crowd": "15 models · 7 families"}
+    assert "Ranking score: best reward" in text and "weights" not in re.sub(r'src="[^"]*"', "", text)
     # A pool without the optional columns and no samples still renders.
     minimal = pool.select(["crowd_selected", "crowd_difficulty"])
-    text = render_report(minimal, {}, {}, {}, [])
-    assert "No combined score" in text and "no crowd_best_model column" in text and "No training rows" in text
+    record = _record(*fake_selection[:1], *fake_selection[3:], zoo_crowd, clustered=False, metrics=None, crowd=None)
+    text = render_report(minimal, record)
+    assert "No ranking score" in text and "no crowd_best_model column" in text and "No training rows" in text
     assert "no crowd_map_x / crowd_map_y" in text
+    assert _parse(text).chips["reward"] == "unknown"  # no provenance: no reward is claimed
+
+
+@pytest.mark.unit
+def test_report_without_plots_has_the_same_tables(published):
+    _, cfg, _, report = published
+    full, bare = report.read_text(encoding="utf-8"), write_report(cfg, out=cfg / "bare.html", plots=False).read_text("utf-8")
+    assert _parse(bare).imgs == [] and "figures omitted" in bare
+    assert _parse(bare).tables == _parse(full).tables and _parse(bare).chips == _parse(full).chips
 
 
 # -- headless Chromium --------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def test_exactly_k_distinct_sorted_rows(zoo_scored, k):
 def test_equal_quotas_and_top_of_each_cluster_by_score(zoo_scored):
     sel = crowd_select(zoo_scored, k=50)
     s = sel.summary()
-    assert all(c["size"] >= 5 for c in s["clusters"])  # clusters are large enough here
+    assert all(c["candidates"] >= 5 for c in s["clusters"])  # clusters are large enough here
     assert [c["quota"] for c in s["clusters"]] == [5] * 10 and sel.backfilled.size == 0
     chosen = picked_mask(sel)
     counts = np.bincount(sel.clusters[chosen], minlength=10)
@@ -96,13 +96,13 @@ def test_constructed_tiny_cluster_triggers_backfill(zoo_scored):
     X[tiny, 7] = 1
     sel = crowd_select(zoo_scored, k=100, n_clusters=2, embeddings=X)
     s = sel.summary()
-    sizes = sorted(c["size"] for c in s["clusters"])
+    sizes = sorted(c["candidates"] for c in s["clusters"])
     assert sizes == [3, 802]
     assert len(sel.indices) == 100 and s["n_backfilled"] == 47 == len(sel.backfilled)
     assert set(tiny) <= set(sel.indices.tolist())
     chosen = picked_mask(sel)
     assert sel.combined[sel.backfilled].min() >= sel.combined[~chosen].max()
-    assert s["embedder"] == "precomputed"
+    assert s["clustering"]["embedder"] == "precomputed"
 
 
 def test_weights_100_reduce_to_difficulty_order_within_each_cluster(zoo_scored):
@@ -243,7 +243,7 @@ def test_summary_contents(zoo_scored, zoo_sel):
     s = zoo_sel.summary()
     assert s["n_pool"] == 805 and s["n_selected"] == 100 and s["n_backfilled"] == 0
     assert s["excluded"] == {"no_usable_reward": 0, "empty_best_response": 0, "duplicate_instruction": 0}
-    assert sum(c["size"] for c in s["clusters"]) == 805 and sum(c["quota"] for c in s["clusters"]) == 100
+    assert sum(c["candidates"] for c in s["clusters"]) == 805 and sum(c["quota"] for c in s["clusters"]) == 100
     stab = col(zoo_scored, "crowd_stability")
     assert s["metric_means"]["stability"]["pool"] == pytest.approx(np.nanmean(stab))
     assert s["metric_means"]["stability"]["selected"] == pytest.approx(np.nanmean(stab[zoo_sel.indices]))
@@ -306,7 +306,7 @@ def test_column_embedder_equals_given_embeddings(zoo_scored):
     ({"k": 0}, "k must be at least 1"),
     ({"k": -3}, "k must be at least 1"),
     ({"k": 2.5}, "whole number"),
-    ({"k": 806}, "k=806 is more than the 805 usable rows"),
+    ({"k": 806}, r"k = 806 \(--k\) is more than the 805 usable rows"),
     ({"k": 10, "n_clusters": 0}, "n_clusters must be a whole number ≥ 1"),
     ({"k": 10, "n_clusters": 806}, "n_clusters=806 is more than the 805 usable rows"),
     ({"k": 10, "weights": (1, 2)}, "one number per metric"),
