@@ -10,10 +10,10 @@ Example:
     (50, True)
 """
 
-__version__ = "0.1.0"
-
 import importlib
 from typing import TYPE_CHECKING
+
+from .version import __version__  # noqa: F401  (the version lives in version.py)
 
 # Public names are imported on first use (PEP 562), so `import crowdselect_hf` and the
 # `crowdselect` command start fast; scikit-learn, huggingface_hub and friends load when needed.
@@ -44,7 +44,16 @@ _LAZY = {
     "SelectionError": "combine",
     "TfidfEmbedder": "embeddings",
     "TransformerEmbedder": "embeddings",
-    "content_id": "scoring",
+    "content_id": "binding",
+    "CrowdBinding": "binding",
+    "curate": "pipeline",
+    "ensure_scored": "pipeline",
+    "MetricsProvenance": "provenance",
+    "OutputConfig": "pipeline",
+    "read_provenance": "provenance",
+    "SelectionConfig": "pipeline",
+    "SelectionRecord": "record",
+    "score_with_counts": "scoring",
     "crowd_metrics": "metrics",
     "crowd_report": "scoring",
     "crowd_score": "scoring",
@@ -56,7 +65,7 @@ _LAZY = {
     "get_recipe": "recipes",
     "list_recipes": "recipes",
     "load_selected": "hub",
-    "parse_model_name": "crowd",
+    "parse_model_name": "model_names",
     "publish": "hub",
     "publish_folder": "hub",
     "render_report": "report",
@@ -83,67 +92,23 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from .binding import CrowdBinding, content_id
     from .combine import SelectionError
-    from .crowd import Crowd, CrowdError, Member, parse_model_name
+    from .crowd import Crowd, CrowdError, Member
     from .demo_data import demo_crowd, demo_pool
     from .embeddings import ColumnEmbedder, EmbeddingCache, TfidfEmbedder, TransformerEmbedder, get_embedder
     from .generation import CrowdGenerator, GenerationConfig, GeneratorModel, generate_dataset
     from .hub import ConfigExistsError, HubError, PublishError, load_selected, publish, publish_folder, save_local
     from .metrics import ALGORITHM_VERSION, PolicyCounts, crowd_metrics
+    from .model_names import parse_model_name
+    from .pipeline import OutputConfig, SelectionConfig, curate, ensure_scored
+    from .provenance import MetricsProvenance, read_provenance
     from .recipes import Recipe, RecipeError, get_recipe, list_recipes
+    from .record import SelectionRecord
     from .report import render_report, write_report
     from .rewards import RewardConfig, RewardScorer, RewardStats, reward_dataset
-    from .scoring import COLUMNS, CrowdScore, content_id, crowd_report, crowd_score, score
+    from .scoring import COLUMNS, CrowdScore, crowd_report, crowd_score, score, score_with_counts
     from .selection import STRATEGIES, CrowdSelector, Selection, crowd_select
     from .sft import sft_example, to_sft
 
-__all__ = [
-    "ALGORITHM_VERSION",
-    "COLUMNS",
-    "STRATEGIES",
-    "ConfigExistsError",
-    "Crowd",
-    "CrowdError",
-    "CrowdGenerator",
-    "CrowdScore",
-    "CrowdSelector",
-    "ColumnEmbedder",
-    "EmbeddingCache",
-    "GenerationConfig",
-    "GeneratorModel",
-    "HubError",
-    "Member",
-    "PolicyCounts",
-    "PublishError",
-    "Recipe",
-    "RecipeError",
-    "RewardConfig",
-    "RewardScorer",
-    "RewardStats",
-    "Selection",
-    "SelectionError",
-    "TfidfEmbedder",
-    "TransformerEmbedder",
-    "content_id",
-    "crowd_metrics",
-    "crowd_report",
-    "crowd_score",
-    "crowd_select",
-    "demo_crowd",
-    "demo_pool",
-    "generate_dataset",
-    "get_embedder",
-    "get_recipe",
-    "list_recipes",
-    "load_selected",
-    "parse_model_name",
-    "publish",
-    "publish_folder",
-    "render_report",
-    "reward_dataset",
-    "save_local",
-    "score",
-    "sft_example",
-    "to_sft",
-    "write_report",
-]
+__all__ = sorted(_LAZY)
