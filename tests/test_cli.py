@@ -15,7 +15,7 @@ from .tiny_models import save_causal_lm, save_reward_model, word_tokenizer, word
 
 pytestmark = pytest.mark.slow
 
-SUBCOMMANDS = ("demo", "score", "select", "push", "load", "report", "reward", "generate")
+SUBCOMMANDS = ("demo", "score", "select", "push", "load", "report", "reward", "generate", "build")
 
 
 def run(*args, cwd=None, env=None):
@@ -67,10 +67,11 @@ def test_demo_from_an_empty_folder_offline(tmp_path):
     assert str(report) in result.stdout and "trl sft" in result.stdout
     rows = datasets.load_dataset(str(out), "crowdselect-demo", split="train")
     assert len(rows) == 100 and rows[0]["messages"][1]["role"] == "assistant"
-    # a second run refuses to overwrite without being asked
+    # the demo can be run again: it replaces its own output, and says so
     again = run("demo", cwd=tmp_path)
-    assert_one_line_error(again, "exists; pass --overwrite")
-    assert run("demo", "--overwrite", "--quiet", cwd=tmp_path).returncode == 0
+    assert again.returncode == 0, again.stderr
+    assert "replaced the earlier demo output" in again.stdout
+    assert len(datasets.load_dataset(str(out), "crowdselect-demo", split="train")) == 100
 
 
 def test_score_select_report_load(tmp_path, zoo_parquet, zoo_dir):
@@ -89,7 +90,7 @@ def test_score_select_report_load(tmp_path, zoo_parquet, zoo_dir):
     rows = datasets.load_dataset(str(tmp_path / "cur"), "cs-30", split="train")
     assert len(rows) == 30 and set(rows["crowd_id"]) <= set(table.column("crowd_id").to_pylist())
     selection = json.loads((tmp_path / "cur" / "cs-30" / "_crowdselect" / "selection.json").read_text())
-    assert selection["params"]["k"] == 30 and selection["params"]["n_clusters"] == 3
+    assert selection["k"] == 30 and selection["clustering"]["n_clusters"] == 3
 
     baseline = run("select", zoo_parquet, "--k", 10, "--strategy", "reward-top", "--out", tmp_path / "cur",
                    "--format", "prompt-completion", "--no-report", "--quiet")
@@ -128,7 +129,7 @@ def test_reward_and_generate_with_tiny_models(tmp_path):
 
 def test_bad_arguments_give_one_line_errors(tmp_path, zoo_parquet):
     assert_one_line_error(run("score", tmp_path / "missing.parquet", "--out", tmp_path / "o.parquet"), "no such file or folder")
-    assert_one_line_error(run("select", zoo_parquet, "--k", 5000, "--out", tmp_path / "c"), "larger than the pool (120 rows)")
+    assert_one_line_error(run("select", zoo_parquet, "--k", 5000, "--out", tmp_path / "c"), "more than the 120 usable rows of the pool")
     bad_weights = run("select", zoo_parquet, "--k", 5, "--weights", "1,x,2")
     assert bad_weights.returncode == 2 and "Traceback" not in bad_weights.stderr
     assert "weights must be three numbers" in bad_weights.stderr.strip().splitlines()[-1]

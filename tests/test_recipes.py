@@ -114,11 +114,13 @@ def test_build_rebuilds_a_recipe_and_load_selected_finds_it(tmp_path, monkeypatc
     assert config_names(out) == ["zoo-crowdselect-40", "zoo-reward-top-30"]
     card = DatasetCard((out / "README.md").read_text())
     block = card.data.crowdselect["zoo-crowdselect-40"]
-    assert (block["strategy"], block["k"], block["n_clusters"], block["weights"], block["seed"]) == (
+    built = block["record"]
+    assert (built["strategy"], built["k"], built["clustering"]["n_clusters"], built["weights"], built["seed"]) == (
         "crowdselect", 40, 4, [1.0, 1.0, 2.0], 3)
-    assert block["source"]["dataset"] == "parquet" and block["crowd"]["reward"] == zoo_crowd.reward
+    assert block["source"]["dataset"] == "parquet" and built["crowd"]["reward"] == zoo_crowd.reward
+    assert built["metrics"]["reward"] == zoo_crowd.reward  # what the metrics were really computed from
     assert card.data.license == "cc-by-nc-4.0"
     assert len(load_selected("zoo-crowdselect-40")) == 40
     record = json.loads((out / "zoo-crowdselect-40" / "_crowdselect" / "selection.json").read_text())
-    assert record["summary"]["n_selected"] == 40 and record["params"]["k"] == 40
-    assert script.main(["nope"]) == 2
+    assert record["n_selected"] == 40 and record["k"] == 40 and record["config"] == "zoo-crowdselect-40"
+    assert script.main(["nope"]) == 1  # an unknown recipe: a one-line error, exit 1 (as every crowdselect error)

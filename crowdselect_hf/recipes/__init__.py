@@ -1,212 +1,27 @@
 """Named curated sets: recipes that say how each set is built and where it is published.
 
-A recipe is a YAML file in this folder (shipped with the package, so ``load_selected(name)``
-works from an installed copy; ``dataset_scripts/build.py`` reads the same files)::
-
-    name: crowdselect-1k
-    description: ...
-    source: {dataset: Magpie-Align/Magpie-100K-Generator-Zoo, split: train, revision: <sha>}
-    license: llama3.1
-    crowd: magpie-100k-generator-zoo     # a preset, or {file: models.json}
-    reward: Skywork-Reward-Llama-3.1-8B
-    format: messages                     # or prompt-completion
-    target: {repo_id: owner/name, config: crowdselect-1k}
-    selection: {strategy: crowdselect, k: 1000, n_clusters: 10, weights: [1, 1, 2], ...}
-
-``selection`` is passed to :func:`~crowdselect_hf.crowd_select` as keyword arguments. More
-recipe folders can be added with ``CROWDSELECT_RECIPES`` (paths separated by ``os.pathsep``).
+The recipe files (YAML) live in this folder, shipped with the package; finding and reading them
+is :mod:`crowdselect_hf.recipe_catalog` (re-exported here), and :func:`build` rebuilds a set
+from its recipe.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-logger = logging.getLogger(__name__)
-
-RECIPE_DIR = Path(__file__).resolve().parent
-"""The recipes shipped with the package."""
-SUFFIXES = (".yaml", ".yml", ".json")
-FORMATS = ("messages", "prompt-completion")
-
-
-class RecipeError(ValueError):
-    """A recipe is unknown or does not parse."""
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How one named curated set is built and where it goes.
-
-    Args:
-        name: the short name (``load_selected(name)``); the file's stem.
-        source: ``datasets.load_dataset`` arguments of the pool: ``dataset`` (a repo id or a
-            builder such as ``parquet``), ``split``, and optionally ``revision``, ``name``,
-            ``data_files``.
-        repo_id: the dataset repo the set is published to.
-        config: its config there.
-        selection: keyword arguments of ``crowd_select`` (strategy, k, n_clusters, weights,
-            embedder, seed, ...).
-        crowd: a crowd preset name, ``{"file": path}`` or ``{"preset": name}``; ``None``: inferred.
-        reward: the reward field.
-        format: the SFT format.
-        license: the licence declared on the card.
-        description: one paragraph for people.
-        path: the file the recipe was read from.
-    """
-
-    name: str
-    source: Mapping[str, Any]
-    repo_id: str
-    config: str
-    selection: Mapping[str, Any]
-    crowd: Any = None
-    reward: str | None = None
-    format: str = "messages"
-    license: str | None = None
-    description: str = ""
-    path: Path | None = field(default=None, compare=False)
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "Recipe":
-        """Read and check one recipe file (YAML or JSON)."""
-        import yaml
-
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise RecipeError(f"cannot read recipe {str(path)!r}: {e.strerror or e}") from None
-        except yaml.YAMLError as e:
-            raise RecipeError(f"recipe {str(path)!r} is not valid YAML/JSON: {e}") from None
-        if not isinstance(data, Mapping):
-            raise RecipeError(f"recipe {str(path)!r} must be a mapping, got {type(data).__name__}")
-
-        def need(key: str, kind: type, where: Mapping[str, Any] = data, prefix: str = "") -> Any:
-            value = where.get(key)
-            if not isinstance(value, kind):
-                raise RecipeError(f"recipe {str(path)!r}: '{prefix}{key}' must be of type {kind.__name__}, got {value!r}")
-            return value
-
-        name = need("name", str)
-        if name != path.stem:
-            raise RecipeError(f"recipe {str(path)!r}: name {name!r} must equal the file name {path.stem!r}")
-        source = dict(need("source", Mapping))
-        need("dataset", str, source, "source.")
-        target = need("target", Mapping)
-        selection = dict(need("selection", Mapping))
-        need("k", int, selection, "selection.")
-        fmt = data.get("format", "messages")
-        if fmt not in FORMATS:
-            raise RecipeError(f"recipe {str(path)!r}: format must be one of {FORMATS}, got {fmt!r}")
-        from ..hub import HubError, check_config_name, check_repo_id
-
-        try:
-            repo_id = check_repo_id(need("repo_id", str, target, "target."))
-            config = check_config_name(need("config", str, target, "target."))
-        except HubError as e:
-            raise RecipeError(f"recipe {str(path)!r}: {e}") from None
-        return cls(name=name, source=source, repo_id=repo_id, config=config, selection=selection,
-                   crowd=data.get("crowd"), reward=data.get("reward"), format=fmt, license=data.get("license"),
-                   description=str(data.get("description") or "").strip(), path=path)
-
-    # -- building -------------------------------------------------------------------------------
-    def load_source(self, **kwargs: Any):
-        """The source pool as a ``Dataset`` (``datasets.load_dataset`` with the recipe's arguments)."""
-        import datasets
-
-        args = {k: v for k, v in self.source.items() if v is not None}
-        path = args.pop("dataset")
-        files = args.get("data_files")
-        if files is not None and self.path is not None:
-            base = self.path.parent
-            args["data_files"] = ([str(base / f) for f in files] if isinstance(files, list) else str(base / files))
-        args.setdefault("split", "train")
-        return datasets.load_dataset(path, **args, **kwargs)
-
-    def make_crowd(self, ds: Any = None):
-        """The recipe's :class:`~crowdselect_hf.Crowd`."""
-        from ..crowd import Crowd
-
-        spec = self.crowd
-        if spec is None:
-            if ds is None:
-                raise RecipeError(f"recipe {self.name!r} names no crowd; it is inferred from the data, pass the dataset")
-            return Crowd.infer(ds, reward=self.reward)
-        if isinstance(spec, str):
-            return Crowd.preset(spec, reward=self.reward)
-        if isinstance(spec, Mapping) and "preset" in spec:
-            return Crowd.preset(spec["preset"], reward=self.reward)
-        if isinstance(spec, Mapping) and "file" in spec:
-            file = Path(spec["file"])
-            if not file.is_absolute() and self.path is not None:
-                file = self.path.parent / file
-            return Crowd.from_file(file, reward=self.reward)
-        raise RecipeError(f"recipe {self.name!r}: crowd must be a preset name, {{preset: name}} or {{file: path}}, got {spec!r}")
-
-    def source_record(self) -> dict[str, Any]:
-        """The source as recorded on the card."""
-        return {k: v for k, v in self.source.items() if k in ("dataset", "split", "revision", "name") and v is not None}
-
-
-def recipe_dirs() -> list[Path]:
-    """The folders searched for recipes: ``CROWDSELECT_RECIPES`` entries first, then the package's."""
-    extra = [Path(p) for p in os.environ.get("CROWDSELECT_RECIPES", "").split(os.pathsep) if p]
-    return [*extra, RECIPE_DIR]
-
-
-def _files() -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for folder in recipe_dirs():
-        if folder.is_dir():
-            for f in sorted(folder.iterdir()):
-                if f.suffix in SUFFIXES and f.is_file():
-                    found.setdefault(f.stem, f)
-    return found
-
-
-def list_recipes() -> list[str]:
-    """The known recipe names.
-
-    Example:
-        >>> "crowdselect-1k" in list_recipes()
-        True
-    """
-    return sorted(_files())
-
-
-def find_recipe(name: str) -> Recipe | None:
-    """The recipe called ``name``, or ``None``."""
-    path = _files().get(name)
-    return Recipe.from_file(path) if path is not None else None
-
-
-def get_recipe(name: str | os.PathLike) -> Recipe:
-    """The recipe called ``name`` (or read from a recipe file path).
-
-    Example:
-        >>> r = get_recipe("crowdselect-1k")
-        >>> r.selection["weights"], r.selection["n_clusters"], r.selection["seed"], r.config
-        ([1, 1, 2], 10, 42, 'crowdselect-1k')
-        >>> get_recipe("nope")
-        Traceback (most recent call last):
-        ...
-        crowdselect_hf.recipes.RecipeError: unknown recipe 'nope'; known recipes: [...]
-    """
-    if Path(name).suffix in SUFFIXES and Path(name).is_file():
-        return Recipe.from_file(name)
-    recipe = find_recipe(str(name))
-    if recipe is None:
-        raise RecipeError(f"unknown recipe {str(name)!r}; known recipes: {list_recipes()}")
-    return recipe
-
-
-def all_recipes() -> list[Recipe]:
-    """Every known recipe, parsed."""
-    return [Recipe.from_file(p) for p in _files().values()]
+from ..recipe_catalog import (  # noqa: F401  (re-exported: the public face of recipes)
+    FORMATS,
+    RECIPE_DIR,
+    SUFFIXES,
+    Recipe,
+    RecipeError,
+    all_recipes,
+    find_recipe,
+    get_recipe,
+    list_recipes,
+    recipe_dirs,
+)
 
 
 def build(recipe: Recipe | str, out: str | os.PathLike | None = None, push: bool = False, *,
@@ -229,20 +44,25 @@ def build(recipe: Recipe | str, out: str | os.PathLike | None = None, push: bool
         ``{"recipe", "folder", "config", "rows", "dropped", "url"}``.
     """
     recipe = recipe if isinstance(recipe, Recipe) else get_recipe(recipe)
-    from ..hub import local_set_dir, publish, save_local
-    from ..scoring import score
-    from ..selection import crowd_select
-    from ..sft import to_sft
+    from ..hub import local_set_dir, publish
+    from ..pipeline import OutputConfig, SelectionConfig, curate
 
     target = repo_id or recipe.repo_id
     pool = dataset if dataset is not None else recipe.load_source()
     crowd = recipe.make_crowd(pool)
-    scored = score(pool, crowd=crowd)
-    selection = crowd_select(scored, **{"crowd": crowd, **dict(recipe.selection)})
-    sft, dropped = to_sft(scored.select(selection.indices), format=recipe.format, crowd=crowd, return_dropped=True)
-    common = dict(selection=selection, crowd=crowd, source=recipe.source_record(), license=recipe.license)
-    folder = save_local(sft, out or local_set_dir(target), recipe.config, overwrite=overwrite, repo_ref=target,
-                        **common)
-    url = publish(sft, target, recipe.config, token=token, private=private, overwrite=overwrite, **common) if push else None
-    return {"recipe": recipe.name, "folder": str(folder), "config": recipe.config, "rows": len(sft),
-            "dropped": len(dropped), "url": url}
+    try:
+        selection = SelectionConfig(**dict(recipe.selection))
+    except TypeError as e:
+        raise RecipeError(f"recipe {recipe.name!r}: selection: {e}") from None
+    output = OutputConfig(out=str(out or local_set_dir(target)), config_name=recipe.config, format=recipe.format,
+                          overwrite=overwrite, report=False, license=recipe.license, repo_ref=target)
+    done = curate(pool, selection, output, crowd=crowd, source=recipe.source_record())
+    url = None
+    if push:
+        from datasets import load_dataset
+
+        sft = load_dataset(str(done.folder), recipe.config, split="train")
+        url = publish(sft, target, recipe.config, selection=done.selection, crowd=crowd, source=recipe.source_record(),
+                      license=recipe.license, token=token, private=private, overwrite=overwrite)
+    return {"recipe": recipe.name, "folder": str(done.folder), "config": recipe.config, "rows": done.rows,
+            "dropped": done.dropped, "url": url}
