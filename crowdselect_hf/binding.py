@@ -91,6 +91,18 @@ def _first_valid(values: pa.Array | pa.ChunkedArray) -> Any:
     return valid[0].as_py()
 
 
+def probe_example(columns: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+    """One example to bind a batch with: each column's first value that is neither ``None`` nor an
+    empty list, so a member whose first cells are empty is still found.
+
+    Example:
+        >>> probe_example({"instruction": ["a", "b"], "m-7b": [None, {"content": "x", "r": 1}]})
+        {'instruction': 'a', 'm-7b': {'content': 'x', 'r': 1}}
+    """
+    return {k: next((v for v in values if v is not None and not (isinstance(v, list) and not v)), None)
+            for k, values in columns.items()}
+
+
 def byte_lengths(strings: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """UTF-8 bytes of each string (null → 0), read from the Arrow offsets."""
     if pa.types.is_null(strings.type):

@@ -26,7 +26,7 @@ from ._torch import (
     resolve_device,
     resolve_dtype,
 )
-from .binding import CrowdBinding
+from .binding import CrowdBinding, probe_example
 from .crowd import Crowd, CrowdError, find_instruction
 
 logger = logging.getLogger(__name__)
@@ -332,7 +332,7 @@ class RewardScorer:
         binding = self._bindings.get(key)
         if binding is None:
             batched = all(isinstance(v, (list, tuple)) for v in batch.values())  # an example's instruction is text
-            probe = {k: _first_present(v) for k, v in batch.items()} if batched else dict(batch)
+            probe = probe_example(batch) if batched else dict(batch)
             find_instruction(key, self.crowd.instruction if self.crowd is not None else None)  # its own error
             try:
                 binding = self._bindings[key] = self._bind(probe)
@@ -417,14 +417,6 @@ def _text(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise CrowdError(f"the response in {where} must be text, found {type(value).__name__}")
     return value
-
-
-def _first_present(values: Sequence[Any]) -> Any:
-    """A column's first value that is neither ``None`` nor an empty list (what the crowd is read from)."""
-    for v in values:
-        if v is not None and not (isinstance(v, list) and not v):
-            return v
-    return values[0] if len(values) else None
 
 
 def _answer_places(columns: Mapping[str, Sequence[Any]], binding: CrowdBinding, n_rows: int) -> int:

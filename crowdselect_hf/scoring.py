@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from datasets.fingerprint import Hasher
 from datasets.table import InMemoryTable, MemoryMappedTable
 
-from .binding import CrowdBinding, content_id
+from .binding import CrowdBinding, content_id, probe_example  # noqa: F401  (content_id: re-exported)
 from .columns import attach_columns, read_columns
 from .crowd import Crowd, CrowdError, find_instruction
 from .metrics import ALGORITHM_VERSION, CrowdMetrics, PolicyCounts
@@ -178,7 +178,7 @@ class CrowdScore:
         else:
             n = 1
             columns = {k: [v] for k, v in batch.items()}
-        probe = _probe(columns)
+        probe = probe_example(columns)
         binding = self._binding_for((tuple(batch.keys()), _shape(probe)), probe)
         if binding.open:
             binding = binding.with_models([e.get(binding.crowd.model_key) for entries in columns[binding.crowd.column]
@@ -218,12 +218,6 @@ class CrowdScore:
                 "crowd_score applied a missing-reward policy (%s so far); crowdselect_hf.crowd_report(ds) gives the totals",
                 counts.describe(),
             )
-
-
-def _probe(columns: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
-    """One example to bind with: each column's first value that is not None (or an empty list),
-    so a member whose first cell is empty is still found."""
-    return {k: next((v for v in values if v is not None and v != []), None) for k, values in columns.items()}
 
 
 def _shape(example: Mapping[str, Any]) -> tuple:
