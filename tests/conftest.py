@@ -33,7 +33,9 @@ def _test_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def zoo_dir() -> Path:
     if not (ZOO_DIR / "zoo.parquet").exists():
-        pytest.fail(f"the shared crowd table is missing: {ZOO_DIR} (set CROWDSELECT_SHARED)")
+        # Non-commercial data, never copied into the repository: its tests are extra coverage
+        # where the workspace (or CROWDSELECT_SHARED) provides it, as CI does.
+        pytest.skip(f"the AlpacaEval crowd table is not here ({ZOO_DIR}; set CROWDSELECT_SHARED to run these tests)")
     return ZOO_DIR
 
 
