@@ -88,5 +88,5 @@ class MetricsProvenance:
 
 def read_provenance(ds: Any) -> MetricsProvenance | None:
     """The provenance ``score()`` recorded on ``ds`` (``None`` when absent)."""
-    feature = getattr(ds, "features", {}).get("crowd_id") if hasattr(ds, "features") else None
+    feature = (getattr(ds, "features", None) or {}).get("crowd_id")
     return MetricsProvenance.from_text(getattr(feature, "id", None))

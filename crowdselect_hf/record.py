@@ -17,7 +17,6 @@ A ``selection.json`` written by crowdselect-hf 0.1.0 (``{"params", "summary", ..
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -60,12 +59,6 @@ def ranked_by(strategy: str) -> str:
 
 def uses_weights(strategy: str) -> bool:
     return RANKED_BY.get(strategy) == "combined score"
-
-
-def _finite(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 @dataclass(frozen=True)
@@ -175,8 +168,7 @@ class SelectionRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN and inf become ``None``)."""
-        return json.loads(json.dumps(asdict(self), default=str), parse_constant=lambda _: None,
-                          object_hook=lambda d: {k: _finite(v) for k, v in d.items()})
+        return json.loads(json.dumps(asdict(self), default=str), parse_constant=lambda _: None)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
