@@ -13,7 +13,7 @@ longer holds the answers to re-score from.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -109,9 +109,8 @@ def ensure_scored(ds, crowd: Crowd | None = None, reward: str | None = None):
     if provenance is not None:
         if asked is None and reward is None:
             return ds
-        differs = provenance.differences(MetricsProvenance.of(asked)) if asked is not None else (
-            [f"reward field {provenance.reward!r} (asked: {reward!r})"] if (provenance.reward or "").lower() != reward.lower()
-            else [])
+        wanted = MetricsProvenance.of(asked) if asked is not None else replace(provenance, reward=reward)
+        differs = provenance.differences(wanted)
         if not differs:
             return ds
     else:
@@ -121,7 +120,7 @@ def ensure_scored(ds, crowd: Crowd | None = None, reward: str | None = None):
     except CrowdError as e:
         if not _has_metrics(ds):
             raise
-        if differs == ["no recorded provenance"] and asked is None and reward is None:
+        if provenance is None and asked is None and reward is None:
             logger.info("using the table's crowd_* metrics as they are (no recorded provenance, no answers to re-score)")
             return ds
         raise CrowdError(f"the crowd_* metrics of this table differ from the request ({'; '.join(differs)}) and it "

@@ -36,7 +36,7 @@ def build(recipe: Recipe | str, out: str | os.PathLike | None = None, push: bool
             where ``load_selected(name)`` looks).
         push: also publish the config to the recipe's repo (or ``repo_id``).
         repo_id: publish there instead of the recipe's target.
-        token, private: passed to :func:`~crowdselect_hf.publish`.
+        token, private: passed to :func:`~crowdselect_hf.publish_folder`, which pushes the saved config as it is.
         overwrite: replace the config if it is already in ``out`` / the repo.
         dataset: use this pool instead of loading the recipe's source (tests, custom pipelines).
 
@@ -44,7 +44,7 @@ def build(recipe: Recipe | str, out: str | os.PathLike | None = None, push: bool
         ``{"recipe", "folder", "config", "rows", "dropped", "url"}``.
     """
     recipe = recipe if isinstance(recipe, Recipe) else get_recipe(recipe)
-    from ..hub import local_set_dir, publish
+    from ..hub import local_set_dir, publish_folder
     from ..pipeline import OutputConfig, SelectionConfig, curate
 
     target = repo_id or recipe.repo_id
@@ -57,12 +57,7 @@ def build(recipe: Recipe | str, out: str | os.PathLike | None = None, push: bool
     output = OutputConfig(out=str(out or local_set_dir(target)), config_name=recipe.config, format=recipe.format,
                           overwrite=overwrite, report=False, license=recipe.license, repo_ref=target)
     done = curate(pool, selection, output, crowd=crowd, source=recipe.source_record())
-    url = None
-    if push:
-        from datasets import load_dataset
-
-        sft = load_dataset(str(done.folder), recipe.config, split="train")
-        url = publish(sft, target, recipe.config, selection=done.selection, crowd=crowd, source=recipe.source_record(),
-                      license=recipe.license, token=token, private=private, overwrite=overwrite)
+    url = publish_folder(done.folder, target, recipe.config, private=private, token=token,
+                         overwrite=overwrite) if push else None
     return {"recipe": recipe.name, "folder": str(done.folder), "config": recipe.config, "rows": done.rows,
             "dropped": done.dropped, "url": url}
