@@ -1,8 +1,15 @@
-"""Shared fixtures: caches redirected to temporary folders, no network, and the real crowd table
-of ``../shared/data/alpaca_zoo`` (read in place, never copied into the project)."""
+"""Shared fixtures: caches redirected to temporary folders, no network, and two real crowd tables.
+
+- ``gsm_*``: the ZeroEval GSM8K subset shipped in ``tests/data/zeroeval_gsm`` (Apache-2.0; 360
+  questions × 16 open-weight models, 0/1 scores). Always present.
+- ``zoo_*``: the AlpacaEval table of ``../shared/data/alpaca_zoo`` (non-commercial: read in place,
+  never copied into the project). Its tests skip, with the reason, where it is absent.
+- ``real_table``: both, for tests that hold on any real crowd table.
+"""
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 # Before datasets/huggingface_hub are imported anywhere: no network, caches in a temp folder.
@@ -18,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CROWDSELECT_SHARED", ROOT.parent / "shared"))
 ZOO_DIR = SHARED / "data" / "alpaca_zoo"
 ZOO_REWARD = "weighted_alpaca_eval_gpt4_turbo"
+GSM_DIR = ROOT / "tests" / "data" / "zeroeval_gsm"
+GSM_REWARD = "correct"
 
 
 @pytest.fixture(autouse=True)
@@ -61,3 +70,52 @@ def zoo_scored(zoo_ds, zoo_crowd):
     from crowdselect_hf import score
 
     return score(zoo_ds, crowd=zoo_crowd)
+
+
+@pytest.fixture(scope="session")
+def gsm_dir() -> Path:
+    return GSM_DIR
+
+
+@pytest.fixture(scope="session")
+def gsm_crowd():
+    from crowdselect_hf import Crowd
+
+    return Crowd.from_file(GSM_DIR / "models.json", reward=GSM_REWARD)
+
+
+@pytest.fixture(scope="session")
+def gsm_ds(tmp_path_factory):
+    """The shipped 360 × 16 GSM8K crowd table as a cache-file-backed ``Dataset``."""
+    import datasets
+
+    cache = tmp_path_factory.mktemp("gsm-load")
+    return datasets.load_dataset("parquet", data_files=str(GSM_DIR / "zoo.parquet"), split="train", cache_dir=str(cache))
+
+
+@pytest.fixture(scope="session")
+def gsm_scored(gsm_ds, gsm_crowd):
+    """``gsm_ds`` with the ``crowd_*`` columns (fast path)."""
+    from crowdselect_hf import score
+
+    return score(gsm_ds, crowd=gsm_crowd)
+
+
+@dataclass(frozen=True)
+class RealTable:
+    """One real crowd table with what tests need to know about it."""
+
+    name: str
+    dir: Path
+    reward: str
+    ds: object
+    crowd: object
+    scored: object
+
+
+@pytest.fixture(scope="session", params=["zeroeval_gsm", "alpaca_zoo"])
+def real_table(request) -> RealTable:
+    """Each real crowd table in turn: the shipped GSM8K subset, then AlpacaEval where present."""
+    prefix, reward = ("gsm", GSM_REWARD) if request.param == "zeroeval_gsm" else ("zoo", ZOO_REWARD)
+    get = request.getfixturevalue
+    return RealTable(request.param, get(f"{prefix}_dir"), reward, get(f"{prefix}_ds"), get(f"{prefix}_crowd"), get(f"{prefix}_scored"))
