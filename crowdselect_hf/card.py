@@ -16,7 +16,9 @@ import copy
 import math
 from typing import Any, Mapping, Sequence
 
+import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
+from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
 from .record import RecordError, SelectionRecord
 from .version import __version__
@@ -67,6 +69,53 @@ def json_ready(value: Any) -> Any:
     except (TypeError, ValueError):
         return str(value)
     return f if math.isfinite(f) else None
+
+
+# -- reading and writing the card's text --------------------------------------------------------------
+# A card's YAML grows with every config (its record, crowd and features), and every save reads and
+# writes it under the folder's lock; libyaml, where PyYAML has it, does both about 4x faster than
+# huggingface_hub's pure-Python round trip, with the same text.
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def _card(data: DatasetCardData, body: str) -> DatasetCard:
+    card = DatasetCard("---\n{}\n---\n" + body)
+    card.data = data
+    return card
+
+
+def parse_card(text: str) -> DatasetCard:
+    r"""The ``DatasetCard`` of a README's text (as ``DatasetCard(text)``, faster).
+
+    Raises:
+        yaml.YAMLError: the YAML header is not YAML.
+        ValueError: it is YAML but not a mapping.
+
+    Example:
+        >>> parse_card("---\nlicense: mit\n---\nNotes.\n").data.license
+        'mit'
+    """
+    match = REGEX_YAML_BLOCK.search(text)
+    if match is None:
+        return DatasetCard(text)
+    data = yaml.load(match.group(2), Loader=_LOADER) or {}
+    if not isinstance(data, dict):
+        raise ValueError("repo card metadata block should be a dict")
+    return _card(DatasetCardData(**data), text[match.end():])
+
+
+def card_text(card: DatasetCard) -> str:
+    r"""The text of ``card``: the same as ``str(card)``, faster.
+
+    Example:
+        >>> card = parse_card("---\nlicense: mit\n---\nNotes.\n")
+        >>> card_text(card) == str(card)
+        True
+    """
+    header = yaml.dump(card.data.to_dict(), Dumper=_DUMPER, allow_unicode=True, sort_keys=False).strip()
+    return f"---\n{header}\n---\n{card.text}"
 
 
 def config_entry(config_name: str, *, rows: int, format: str | None, record: SelectionRecord | None = None,
@@ -163,7 +212,7 @@ def merge_card(existing: DatasetCard | str | None, config_name: str, entry: Mapp
     from datasets.utils.metadata import MetadataConfigs
 
     if isinstance(existing, str):
-        existing = DatasetCard(existing)
+        existing = parse_card(existing)
     data = copy.deepcopy(existing.data) if existing is not None else DatasetCardData()
     body = existing.text if existing is not None else ""
 
@@ -192,7 +241,7 @@ def merge_card(existing: DatasetCard | str | None, config_name: str, entry: Mapp
     if pretty_name:
         data.pretty_name = pretty_name
     text = render_body(data, repo_ref=repo_ref)
-    return DatasetCard(f"---\n{data.to_yaml()}\n---\n{_splice(body, text)}")
+    return _card(data, _splice(body, text))
 
 
 def _union(current: Any, extra: Sequence[str]) -> list[str]:
@@ -232,7 +281,7 @@ def render_body(data: DatasetCardData | Mapping[str, Any], repo_ref: str | None 
     title = get("pretty_name") or (repo_ref.rstrip("/").rsplit("/", 1)[-1] if repo_ref else "CrowdSelect curated instruction data")
     lines = [BEGIN, f"# {title}", "",
              f"Instruction-tuning data selected with [CrowdSelect]({PAPER}) by "
-             "[crowdselect-hf](https://pypi.org/project/crowdselect-hf/): every instruction was answered by a crowd "
+             f"`crowdselect-hf` {__version__}: every instruction was answered by a crowd "
              "of LLMs whose answers were scored by a reward model, and each row's assistant turn is the best-scored "
              "answer. Each config below says which score chose its rows.", "",
              "## Configs", "",
@@ -255,6 +304,9 @@ def render_body(data: DatasetCardData | Mapping[str, Any], repo_ref: str | None 
     for name in configs:
         if name in records:
             lines += ["", *_config_section(name, block[name], records[name])]
+    from .compare.card_block import comparison_lines  # the downstream comparison, when one was run
+
+    lines += comparison_lines(block, configs)
     first = next((c for c in configs if c in block), configs[0] if configs else "<config>")
     lines += ["", "## How to load and train", "", "```python", "from datasets import load_dataset", "",
               f'ds = load_dataset("{ref}", "{first}", split="train")', "```", "",

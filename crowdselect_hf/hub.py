@@ -8,9 +8,11 @@ with no loading script::
         <config>/train-00000-of-00001.parquet
         <config>/_crowdselect/pool.parquet    the whole pool's scores (Selection.pool_table())
         <config>/_crowdselect/selection.json  params, summary, crowd and source of the selection
+        .writers.lock                     the lock that writers (and readers) of the folder take
 
 The config's ``data_files`` pattern is ``<config>/train-*``, so ``_crowdselect/`` is never read
-as data. :func:`save_local` writes such a folder, :func:`publish` pushes the same files in one
+as data. :func:`save_local` writes such a folder (atomically, and safely beside concurrent
+writers: :mod:`crowdselect_hf.transaction`), :func:`publish` pushes the same files in one
 commit, and :func:`load_selected` loads a recipe name, a repo id or a folder.
 """
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -27,10 +28,14 @@ from typing import Any, Mapping
 import datasets
 from huggingface_hub import DatasetCard
 
-from .card import CARD_FIELD, SPLIT, config_entry, merge_card
+from .card import CARD_FIELD, SPLIT, card_text, config_entry, merge_card
+from .folder import (  # noqa: F401  (re-exported)
+    card_configs, card_of, check_data_files, check_table_out, config_names, is_save_to_disk, read_card,
+)
 from .record import write_record
-from .names import HubError, check_config_name, check_repo_id, crowdselect_home, local_set_dir  # noqa: F401  (re-exported)
+from .names import HubError, check_config_name, check_out_path, check_repo_id, crowdselect_home, local_set_dir  # noqa: F401  (re-exported)
 from .recipe_catalog import RecipeError, all_recipes, find_recipe, list_recipes
+from .transaction import ConfigSwap, reading, recover, remove_if_empty
 
 logger = logging.getLogger(__name__)
 
@@ -44,28 +49,6 @@ class ConfigExistsError(HubError):
 
 class PublishError(RuntimeError):
     """The push failed; the repository was left as it was (see :func:`publish`)."""
-
-
-# -- the card and config listing -----------------------------------------------------------------
-
-def read_card(folder: str | os.PathLike) -> DatasetCard | None:
-    """The card of a local folder, or ``None`` when it has no README.md."""
-    path = Path(folder) / README
-    if not path.is_file():
-        return None
-    return DatasetCard(path.read_text(encoding="utf-8"))
-
-
-def card_configs(card: DatasetCard | None) -> list[str]:
-    """The config names listed by a card's ``configs:`` block."""
-    if card is None:
-        return []
-    return [c.get("config_name") for c in (card.data.get("configs") or []) if isinstance(c, Mapping)]
-
-
-def config_names(folder: str | os.PathLike) -> list[str]:
-    """The configs of a local Hub-shaped folder (as ``datasets.get_dataset_config_names`` sees them)."""
-    return card_configs(read_card(folder))
 
 
 # -- writing one config ----------------------------------------------------------------------------
@@ -96,6 +79,9 @@ def _source_of(ds: datasets.Dataset, source: Mapping[str, Any] | None) -> dict[s
 
 def _check_rows_of(ds: datasets.Dataset, selection: Any) -> None:
     """The rows must be (a subset of) what ``selection`` picked: never record another pool's selection."""
+    if len(ds) > len(selection.ids):
+        raise HubError(f"{len(ds)} rows cannot come from this selection, which picked {len(selection.ids)}: "
+                       "save the rows of the selection itself (ds.select(sel.indices))")
     if "crowd_id" not in ds.column_names:
         return
     picked = set(selection.ids)
@@ -114,9 +100,25 @@ def stage_config(ds: datasets.Dataset, root: str | os.PathLike, config_name: str
     Returns:
         The written files, relative to ``root`` (POSIX paths, as they go into a repo).
     """
+    root = Path(root)
+    written, entry, info = _stage_rows(ds, root, config_name, selection=selection, crowd=crowd, source=source,
+                                       max_shard_size=max_shard_size)
+    card = merge_card(existing, config_name, entry, dataset_info=info, license=license or ds.info.license or None,
+                      repo_ref=repo_ref, pretty_name=pretty_name)
+    (root / README).write_text(card_text(card), encoding="utf-8")
+    return written + [README]
+
+
+def _stage_rows(ds: datasets.Dataset, root: Path, config_name: str, *, selection: Any, crowd: Any,
+                source: Mapping[str, Any] | None, max_shard_size: int | str) -> tuple[list[str], dict, Any]:
+    """Write the config's shards and sidecar into ``root/<config>``; return them, its card entry and its info."""
     if not isinstance(ds, datasets.Dataset):
         raise TypeError(f"expected a datasets.Dataset, got {type(ds).__name__}")
-    root = Path(root)
+    if len(ds) == 0:
+        raise HubError(f"the rows to save as config {config_name!r} are empty (0 rows); a curated config needs at "
+                       "least one row: check the filter or selection that produced them")
+    if selection is not None:
+        _check_rows_of(ds, selection)
     written: list[str] = []
     n = _num_shards(ds, max_shard_size)
     num_bytes = 0
@@ -131,7 +133,6 @@ def stage_config(ds: datasets.Dataset, root: str | os.PathLike, config_name: str
     source = _source_of(ds, source)
     record = None
     if selection is not None:
-        _check_rows_of(ds, selection)
         record = selection.record.saved_as(config_name, len(ds), {**source, "fingerprint": ds._fingerprint},
                                            crowd.to_dict() if crowd is not None else None)
         written += [p.relative_to(root).as_posix() for p in write_record(root / config_name, record, selection.pool_table())]
@@ -144,12 +145,7 @@ def stage_config(ds: datasets.Dataset, root: str | os.PathLike, config_name: str
     )
     entry = config_entry(config_name, rows=len(ds), format=_sft_format(ds), record=record,
                          source=source, fingerprint=ds._fingerprint)
-    card = merge_card(existing, config_name, entry, dataset_info=info, license=license or ds.info.license or None,
-                      repo_ref=repo_ref,
-                      pretty_name=pretty_name)
-    (root / README).write_text(str(card), encoding="utf-8")
-    written.append(README)
-    return written
+    return written, entry, info
 
 
 def save_local(ds: datasets.Dataset, folder: str | os.PathLike, config_name: str, selection: Any = None,
@@ -160,9 +156,10 @@ def save_local(ds: datasets.Dataset, folder: str | os.PathLike, config_name: str
     ``datasets.load_dataset(folder, config_name)`` loads offline.
 
     Other configs of the folder are kept; the shared README.md is merged, never replaced
-    wholesale. Everything is written to a staging folder first, then moved into place (the
-    config folder by one rename, the card by an atomic replace), so a failure leaves the folder
-    as it was.
+    wholesale. A save is atomic and isolated: writers of one folder merge the card one at a time
+    under the folder's lock, everything is staged and flushed to disk before anything moves, and
+    a save killed at any instant is finished or rolled back by the next open of the folder (see
+    :mod:`crowdselect_hf.transaction`).
 
     Args:
         ds: the rows (usually :func:`~crowdselect_hf.to_sft` output).
@@ -193,45 +190,39 @@ def save_local(ds: datasets.Dataset, folder: str | os.PathLike, config_name: str
         'Hello'
     """
     check_config_name(config_name)
-    folder = Path(folder).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise HubError(f"{str(folder)!r} exists and is not a folder")
+    folder = check_out_path(folder)
+    if is_save_to_disk(folder):
+        raise HubError(f"{str(folder)!r} is a save_to_disk folder (state.json / dataset_info.json), not a curated one; "
+                       "a curated set written into it would mix with its Arrow files: choose another folder")
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    existing = read_card(folder)
-    known = card_configs(existing)
     target = folder / config_name
-    if (config_name in known or target.exists()) and not overwrite:
-        raise ConfigExistsError(f"config {config_name!r} already exists in {str(folder)!r} (configs: {known}); "
-                                "pass --overwrite (overwrite=True in Python) to replace it")
 
-    staging = Path(tempfile.mkdtemp(prefix=".crowdselect-staging-", dir=folder))
-    trash = None
+    def refuse_existing(card: DatasetCard | None) -> None:
+        known = card_configs(card)
+        if (config_name in known or target.exists()) and not overwrite:
+            raise ConfigExistsError(f"config {config_name!r} already exists in {str(folder)!r} (configs: {known}); "
+                                    "pass --overwrite (the overwrite argument in Python) to replace it")
+
+    def card() -> str:  # under the folder's lock: the card as it is now, merged with this config
+        existing = read_card(folder)
+        refuse_existing(existing)
+        return card_text(merge_card(existing, config_name, entry, dataset_info=info,
+                                    license=license or ds.info.license or None, repo_ref=repo_ref or str(folder),
+                                    pretty_name=pretty_name))
+
     try:
-        stage_config(ds, staging, config_name, selection=selection, crowd=crowd, source=source, existing=existing,
-                     license=license, repo_ref=repo_ref or str(folder), pretty_name=pretty_name,
-                     max_shard_size=max_shard_size)
-        if target.exists():
-            trash = Path(tempfile.mkdtemp(prefix=".crowdselect-old-", dir=folder)) / config_name
-            os.rename(target, trash)
-        try:
-            os.rename(staging / config_name, target)
-            os.replace(staging / README, folder / README)
-        except BaseException:
-            if trash is not None:
-                if target.exists():
-                    shutil.rmtree(target)
-                os.rename(trash, target)
-                trash = None
-            raise
+        recover(folder)
+        if target.exists() and not overwrite:  # fail before staging anything; checked again under the lock
+            refuse_existing(read_card(folder))
+        with ConfigSwap(folder, config_name) as swap:
+            _, entry, info = _stage_rows(ds, swap.root, config_name, selection=selection, crowd=crowd, source=source,
+                                         max_shard_size=max_shard_size)
+            swap.commit(card)
     except BaseException:
         if created:
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_if_empty(folder)
         raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if trash is not None:
-            shutil.rmtree(trash.parent, ignore_errors=True)
     logger.info("saved config %r (%d rows) to %s", config_name, len(ds), folder)
     return folder
 
@@ -309,6 +300,7 @@ def publish_folder(folder: str | os.PathLike, repo_id: str, config_name: str | N
     from datasets.utils.metadata import MetadataConfigs
 
     folder = Path(folder).expanduser()
+    recover(folder)
     local = read_card(folder)
     config_name = _one_config(folder, card_configs(local), config_name)
     entry = dict((local.data.get(CARD_FIELD) or {}).get(config_name) or {})
@@ -319,7 +311,7 @@ def publish_folder(folder: str | os.PathLike, repo_id: str, config_name: str | N
     def build(tmp: str, existing: DatasetCard | None) -> list[str]:
         card = merge_card(existing, config_name, entry, data_files=data_files, dataset_info=info,
                           license=local.data.get("license"), repo_ref=repo_id, pretty_name=local.data.get("pretty_name"))
-        (Path(tmp) / README).write_text(str(card), encoding="utf-8")
+        (Path(tmp) / README).write_text(card_text(card), encoding="utf-8")
         return [README] + [p.relative_to(folder).as_posix() for p in files]
 
     def source_of(rel: str, tmp: str) -> str:
@@ -350,14 +342,14 @@ def _push(repo_id: str, config_name: str, build, *, private, token, revision, cr
         existing = None
         if README in remote:
             path = api.hf_hub_download(repo_id, README, repo_type="dataset", revision=parent)
-            existing = DatasetCard(Path(path).read_text(encoding="utf-8"))
+            existing = card_of(Path(path).read_text(encoding="utf-8"), f"the card of {repo_id!r}{_at(revision)}")
     except (HfHubHTTPError, OSError) as e:
         raise PublishError(f"cannot read dataset repo {repo_id!r}{_at(revision)}: {_scrub(e, token)}; nothing was changed") from None
     known = card_configs(existing)
     stale = [f for f in remote if f.startswith(config_name + "/")]
     if (config_name in known or stale) and not overwrite:
         raise ConfigExistsError(f"config {config_name!r} already exists in {repo_id!r}{_at(revision)} (configs: {known}); "
-                                "pass --overwrite (overwrite=True in Python) to replace it")
+                                "pass --overwrite (the overwrite argument in Python) to replace it")
     with tempfile.TemporaryDirectory(prefix="crowdselect-publish-") as tmp:
         files = build(tmp, existing)
         where = source_of or (lambda rel, tmp: str(Path(tmp) / rel))
@@ -388,15 +380,22 @@ def _scrub(error: BaseException, token: str | None) -> str:
 # -- loading by name -------------------------------------------------------------------------------
 
 def _load_folder(folder: Path, config: str | None, split: str | None, **kwargs: Any):
-    config = _one_config(folder, card_configs(read_card(folder)), config)
-    return datasets.load_dataset(str(folder), config, split=split, **kwargs)
+    with reading(folder):  # no swap is half done while we read, and an interrupted one is put right first
+        card = read_card(folder)
+        config = _one_config(folder, card_configs(card), config)
+        check_data_files(folder, card, config)
+        return datasets.load_dataset(str(folder), config, split=split, **kwargs)
 
 
 def _one_config(folder: Path, known: list[str], config: str | None) -> str:
     """``config`` if the folder's card lists it, else its only config; otherwise an error listing them."""
     if not known:
-        raise HubError(f"{str(folder)!r} is not a Hub-shaped folder: its README.md has no 'configs:' block "
-                       "(write one with crowdselect_hf.save_local or `crowdselect select`)")
+        if is_save_to_disk(folder):
+            raise HubError(f"{str(folder)!r} is a save_to_disk folder, not a curated one: open it with "
+                           "datasets.load_from_disk")
+        raise HubError(f"{str(folder)!r} is not a Hub-shaped folder: "
+                       + ("its README.md has no 'configs:' block" if (folder / README).is_file() else "it has no README.md")
+                       + " (write one with crowdselect_hf.save_local or `crowdselect select`)")
     if config is None:
         if len(known) != 1:
             raise HubError(f"{str(folder)!r} holds several configs ({', '.join(known)}); choose one with "
@@ -405,6 +404,11 @@ def _one_config(folder: Path, known: list[str], config: str | None) -> str:
     if config not in known:
         raise HubError(f"config {config!r} is not in {str(folder)!r}; its configs: {', '.join(known)}")
     return config
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name no repo id can be: it starts like a path (or has a Windows separator)."""
+    return name.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in name)
 
 
 def load_selected(name_or_repo: str | os.PathLike, config: str | None = None, split: str | None = SPLIT, *,
@@ -436,6 +440,11 @@ def load_selected(name_or_repo: str | os.PathLike, config: str | None = None, sp
     if path.is_dir():
         return _load_folder(path, config, split, **load_kwargs)
     name = str(name_or_repo)
+    if path.exists() or (_looks_like_path(name) and find_recipe(name) is None):
+        what = f"{name!r} is a file, not a folder" if path.exists() else f"there is no folder {name!r}"
+        raise HubError(f"{what}: load_selected expects a curated folder (written by save_local or `crowdselect "
+                       f"select`), a recipe name ({', '.join(list_recipes())}) or a dataset repo id 'owner/name'; "
+                       "check the path")
     recipe = find_recipe(name)
     if recipe is not None:
         repo_id, config = recipe.repo_id, config or recipe.config
@@ -453,6 +462,7 @@ def load_selected(name_or_repo: str | os.PathLike, config: str | None = None, sp
     except (ConnectionError, datasets.exceptions.DatasetNotFoundError, FileNotFoundError) as e:
         hint = (f"build it locally with `crowdselect build {recipe.name}` (writes to "
                 f"{local_set_dir(repo_id)}, which load_selected({recipe.name!r}) reads), then load it again"
-                if recipe is not None else "check the repo id, or build the set locally and pass its folder")
+                if recipe is not None else f"check the repo id (there is no local folder {name!r} either), or build the "
+                "set locally and pass its folder")
         raise HubError(f"cannot load {repo_id!r} (config {config!r}): {e}. It is not in the local cache and the Hub "
                        f"cannot give it (offline, unreachable, or not published): {hint}") from None

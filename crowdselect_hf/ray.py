@@ -474,7 +474,7 @@ def write_parquet(ds, path: str, *, filesystem=None, overwrite: bool = False, **
     sp = _strip(fs, path)
     if fs.exists(sp) and (not fs.isdir(sp) or fs.ls(sp)):
         if not overwrite:
-            raise FileExistsError(f"{path} exists and is not empty; pass --overwrite (overwrite=True in Python) or choose another folder")
+            raise FileExistsError(f"{path} exists and is not empty; pass --overwrite (the overwrite argument in Python) or choose another folder")
         fs.rm(sp, recursive=True)
     from fsspec.implementations.local import LocalFileSystem
     from pyarrow.fs import FSSpecHandler, PyFileSystem

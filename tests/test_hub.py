@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import types
 from pathlib import Path
@@ -27,68 +28,75 @@ from crowdselect_hf.record import SelectionRecord
 from crowdselect_hf.selection import crowd_select
 from crowdselect_hf.sft import to_sft
 
-SOURCE = {"dataset": "alpaca_zoo (tests)", "split": "train", "revision": "local"}
+# Folders, cards and pushes do not depend on which crowd table the rows came from: the shipped
+# GSM8K subset (Apache-2.0) serves them all.
+SOURCE = {"dataset": "zeroeval_gsm (tests)", "split": "train", "revision": "local"}
+LICENSE = "apache-2.0"
 
 
 @pytest.fixture(scope="module")
-def curated(zoo_scored, zoo_crowd):
-    """Two real selections on the zoo and their SFT rows."""
-    sel = crowd_select(zoo_scored, k=60, n_clusters=4, n_init=2, seed=7)
-    base = crowd_select(zoo_scored, k=40, strategy="reward-top")
+def curated(gsm_scored, gsm_crowd):
+    """Two real selections on the GSM8K table and their SFT rows."""
+    sel = crowd_select(gsm_scored, k=60, n_clusters=4, n_init=2, seed=7)
+    base = crowd_select(gsm_scored, k=40, strategy="reward-top")
     return {
-        "crowdselect-60": (sel, to_sft(zoo_scored.select(sel.indices), crowd=zoo_crowd)),
-        "reward-top-40": (base, to_sft(zoo_scored.select(base.indices), format="prompt-completion", crowd=zoo_crowd)),
+        "crowdselect-60": (sel, to_sft(gsm_scored.select(sel.indices), crowd=gsm_crowd)),
+        "reward-top-40": (base, to_sft(gsm_scored.select(base.indices), format="prompt-completion", crowd=gsm_crowd)),
     }
 
 
 def _save(folder, name, curated, crowd, **kw):
     sel, rows = curated[name]
-    return save_local(rows, folder, name, selection=sel, crowd=crowd, source=SOURCE, license="cc-by-nc-4.0", **kw)
+    return save_local(rows, folder, name, selection=sel, crowd=crowd, source=SOURCE, license=LICENSE, **kw)
 
 
-def _rows(ds):
-    return ds.data.table.to_pylist() if ds._indices is None else ds.to_list()
+def _rows(data):
+    """The rows of a Dataset or Arrow table, NaN spelled out so that two NaN compare equal (a 0/1
+    table has rows with stability NaN) while NaN and None stay different."""
+    rows = data.to_pylist() if hasattr(data, "to_pylist") else data.to_list()
+    return [{k: "NaN" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()} for row in rows]
 
 
 @pytest.mark.unit
-def test_round_trip_and_second_config(tmp_path, curated, zoo_crowd, zoo_scored):
+def test_round_trip_and_second_config(tmp_path, curated, gsm_crowd, gsm_scored):
     folder = tmp_path / "sets"
-    _save(folder, "crowdselect-60", curated, zoo_crowd)
+    _save(folder, "crowdselect-60", curated, gsm_crowd)
     sel, rows = curated["crowdselect-60"]
     loaded = load_selected(folder, "crowdselect-60")
     assert loaded.features == rows.features
-    assert loaded.to_list() == rows.to_list()
-    assert loaded["crowd_id"] == [zoo_scored["crowd_id"][i] for i in sel.indices]
+    assert _rows(loaded) == _rows(rows)
+    assert loaded["crowd_id"] == [gsm_scored["crowd_id"][i] for i in sel.indices]
 
-    _save(folder, "reward-top-40", curated, zoo_crowd)
+    _save(folder, "reward-top-40", curated, gsm_crowd)
     assert sorted(datasets.get_dataset_config_names(str(folder))) == ["crowdselect-60", "reward-top-40"]
     assert config_names(folder) == ["crowdselect-60", "reward-top-40"]
-    assert load_selected(folder, "crowdselect-60").to_list() == rows.to_list()
+    assert _rows(load_selected(folder, "crowdselect-60")) == _rows(rows)
     second = load_selected(folder, "reward-top-40")
     assert second.column_names[:2] == ["prompt", "completion"] and "messages" not in second.column_names
-    assert second.to_list() == curated["reward-top-40"][1].to_list()
+    assert _rows(second) == _rows(curated["reward-top-40"][1])
     # load_dataset directly, as `trl sft --dataset_name <folder> --dataset_config <config>` does
     assert len(datasets.load_dataset(str(folder), "reward-top-40", split="train")) == 40
     assert not [p for p in folder.iterdir() if p.name.startswith(".crowdselect")]  # no staging left behind
 
 
 @pytest.mark.unit
-def test_sidecar_and_card(tmp_path, curated, zoo_crowd):
+def test_sidecar_and_card(tmp_path, curated, gsm_crowd, gsm_dir):
     folder = tmp_path / "sets"
     for name in curated:
-        _save(folder, name, curated, zoo_crowd)
+        _save(folder, name, curated, gsm_crowd)
     sel, rows = curated["crowdselect-60"]
     side = folder / "crowdselect-60" / "_crowdselect"
-    assert pq.read_table(side / "pool.parquet").equals(sel.pool_table())
+    pool = pq.read_table(side / "pool.parquet")
+    assert pool.schema == sel.pool_table().schema and _rows(pool) == _rows(sel.pool_table())
     record = json.loads((side / "selection.json").read_text())
     assert SelectionRecord.from_dict(record).params == sel.params
     assert record["clusters"] == sel.summary()["clusters"] and record["config"] == "crowdselect-60"
-    assert record["crowd"] == json.loads(json.dumps(zoo_crowd.to_dict()))
+    assert record["crowd"] == json.loads(json.dumps(gsm_crowd.to_dict()))
     assert record["source"]["dataset"] == SOURCE["dataset"] and record["source"]["fingerprint"] == rows._fingerprint
 
     card = DatasetCard((folder / "README.md").read_text())
     data = card.data.to_dict()
-    assert data["license"] == "cc-by-nc-4.0"
+    assert data["license"] == LICENSE
     assert {"crowdselect", "sft", "synthetic"} <= set(data["tags"])
     assert data["task_categories"] == ["text-generation"] and data["size_categories"] == ["n<1K"]
     # configs: entries match the folders, and their patterns match exactly the data shards
@@ -101,9 +109,11 @@ def test_sidecar_and_card(tmp_path, curated, zoo_crowd):
     card_record = SelectionRecord.from_dict(block["record"])
     assert block["record"] == json.loads((side / "selection.json").read_text())  # the card holds the sidecar's record
     assert card_record.params == sel.params and card_record.clusters == sel.record.clusters
-    assert card_record.reward == zoo_crowd.reward and block["rows"] == card_record.rows == len(rows)
+    assert card_record.reward == gsm_crowd.reward and block["rows"] == card_record.rows == len(rows)
     assert block["format"] == "messages"
-    assert card_record.crowd["members"][0] == {"name": "vicuna-7b", "family": "vicuna-v1.1", "params_b": 7.0}
+    first = json.loads((gsm_dir / "models.json").read_text())[0]
+    assert card_record.crowd["members"][0] == {"name": first["name"], "family": first["family"],
+                                               "params_b": float(first["params_b"])}
     assert block["package_version"] == card_record.package_version == crowdselect_hf.__version__
     assert block["source"]["fingerprint"] == rows._fingerprint
     assert data["crowdselect"]["reward-top-40"]["format"] == "prompt-completion"
@@ -118,7 +128,7 @@ def test_sidecar_and_card(tmp_path, curated, zoo_crowd):
 
 
 @pytest.mark.unit
-def test_overwrite_rules_and_foreign_card_content(tmp_path, curated, zoo_crowd):
+def test_overwrite_rules_and_foreign_card_content(tmp_path, curated, gsm_crowd):
     folder = tmp_path / "sets"
     folder.mkdir()
     # a config pushed by someone else (datasets reads one file format per repo: Parquet, as push_to_hub writes)
@@ -126,14 +136,14 @@ def test_overwrite_rules_and_foreign_card_content(tmp_path, curated, zoo_crowd):
                                       "---\n\nMy own notes.\n")
     (folder / "mine").mkdir()
     datasets.Dataset.from_dict({"x": [1]}).to_parquet(str(folder / "mine" / "a.parquet"))
-    _save(folder, "reward-top-40", curated, zoo_crowd)
+    _save(folder, "reward-top-40", curated, gsm_crowd)
     before = (folder / "README.md").read_text()
-    with pytest.raises(ConfigExistsError, match=r"'reward-top-40' already exists.*\['mine', 'reward-top-40'\].*overwrite=True"):
-        _save(folder, "reward-top-40", curated, zoo_crowd)
+    with pytest.raises(ConfigExistsError, match=r"'reward-top-40' already exists.*\['mine', 'reward-top-40'\].*--overwrite"):
+        _save(folder, "reward-top-40", curated, gsm_crowd)
     assert (folder / "README.md").read_text() == before
     card = DatasetCard(before)
     assert {"config_name": "mine", "data_files": "mine/*.parquet"} in card.data.configs  # never clobbered
-    assert "My own notes." in card.text and card.data.license == "cc-by-nc-4.0"
+    assert "My own notes." in card.text and card.data.license == LICENSE
     assert load_selected(folder, "mine")["x"] == [1]
 
     smaller = curated["reward-top-40"][1].select(range(5))
@@ -144,9 +154,9 @@ def test_overwrite_rules_and_foreign_card_content(tmp_path, curated, zoo_crowd):
 
 
 @pytest.mark.unit
-def test_failed_save_leaves_the_folder_as_it_was(tmp_path, curated, zoo_crowd):
+def test_failed_save_leaves_the_folder_as_it_was(tmp_path, curated, gsm_crowd):
     folder = tmp_path / "sets"
-    _save(folder, "reward-top-40", curated, zoo_crowd)
+    _save(folder, "reward-top-40", curated, gsm_crowd)
     snapshot = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
     real = curated["crowdselect-60"][0]
@@ -169,10 +179,10 @@ def test_failed_save_leaves_the_folder_as_it_was(tmp_path, curated, zoo_crowd):
 
 
 @pytest.mark.unit
-def test_load_selected_errors(tmp_path, curated, zoo_crowd):
+def test_load_selected_errors(tmp_path, curated, gsm_crowd):
     folder = tmp_path / "sets"
     for name in curated:
-        _save(folder, name, curated, zoo_crowd)
+        _save(folder, name, curated, gsm_crowd)
     with pytest.raises(HubError, match=r"config 'nope' is not in .*its configs: crowdselect-60, reward-top-40"):
         load_selected(folder, "nope")
     with pytest.raises(HubError, match=r"holds several configs \(crowdselect-60, reward-top-40\); choose one with --config-name"):
@@ -193,12 +203,12 @@ def test_load_selected_errors(tmp_path, curated, zoo_crowd):
 
 
 @pytest.mark.unit
-def test_recipe_name_loads_its_local_build(tmp_path, monkeypatch, curated, zoo_crowd):
+def test_recipe_name_loads_its_local_build(tmp_path, monkeypatch, curated, gsm_crowd):
     monkeypatch.setenv("CROWDSELECT_HOME", str(tmp_path / "home"))
     recipe = get_recipe("random-1k")
     sel, rows = curated["reward-top-40"]
-    save_local(rows, local_set_dir(recipe.repo_id), recipe.config, selection=sel, crowd=zoo_crowd)
-    assert load_selected("random-1k").to_list() == rows.to_list()
+    save_local(rows, local_set_dir(recipe.repo_id), recipe.config, selection=sel, crowd=gsm_crowd)
+    assert _rows(load_selected("random-1k")) == _rows(rows)
     assert str(local_set_dir(recipe.repo_id)).startswith(str(tmp_path / "home"))
 
 
@@ -264,18 +274,18 @@ class FakeHub:
 
 
 @pytest.mark.unit
-def test_publish_commits_everything_at_once(tmp_path, monkeypatch, curated, zoo_crowd):
+def test_publish_commits_everything_at_once(tmp_path, monkeypatch, curated, gsm_crowd):
     local = tmp_path / "local"
-    _save(local, "reward-top-40", curated, zoo_crowd)
+    _save(local, "reward-top-40", curated, gsm_crowd)
     remote_readme = (local / "README.md").read_text()
     stale = "crowdselect-60/train-00000-of-00002.parquet"
     hub = FakeHub(["README.md", ".gitattributes", "reward-top-40/train-00000-of-00001.parquet", stale], remote_readme)
     hub.install(monkeypatch, tmp_path)
     sel, rows = curated["crowdselect-60"]
     with pytest.raises(ConfigExistsError, match="'crowdselect-60' already exists in 'me/sets'"):
-        publish(rows, "me/sets", "crowdselect-60", selection=sel, crowd=zoo_crowd, source=SOURCE)
+        publish(rows, "me/sets", "crowdselect-60", selection=sel, crowd=gsm_crowd, source=SOURCE)
     assert hub.commits == []
-    url = publish(rows, "me/sets", "crowdselect-60", selection=sel, crowd=zoo_crowd, source=SOURCE, overwrite=True,
+    url = publish(rows, "me/sets", "crowdselect-60", selection=sel, crowd=gsm_crowd, source=SOURCE, overwrite=True,
                   private=True, token="hf_secret")
     assert url == "https://hub.test/datasets/me/sets/commit/bbb"
     assert len(hub.commits) == 1
@@ -295,15 +305,15 @@ def test_publish_commits_everything_at_once(tmp_path, monkeypatch, curated, zoo_
     # the uploaded shard holds exactly the rows
     shard = tmp_path / "shard.parquet"
     shard.write_bytes(files["crowdselect-60/train-00000-of-00001.parquet"])
-    assert pq.read_table(shard).to_pylist() == rows.to_list()
+    assert _rows(pq.read_table(shard)) == _rows(rows)
 
 
 @pytest.mark.unit
-def test_publish_folder_uploads_a_saved_config_as_is(tmp_path, monkeypatch, curated, zoo_crowd):
+def test_publish_folder_uploads_a_saved_config_as_is(tmp_path, monkeypatch, curated, gsm_crowd):
     remote_side = tmp_path / "remote"
-    _save(remote_side, "reward-top-40", curated, zoo_crowd)
+    _save(remote_side, "reward-top-40", curated, gsm_crowd)
     local = tmp_path / "local"
-    _save(local, "crowdselect-60", curated, zoo_crowd)
+    _save(local, "crowdselect-60", curated, gsm_crowd)
     hub = FakeHub(["README.md", "reward-top-40/train-00000-of-00001.parquet"], (remote_side / "README.md").read_text())
     hub.install(monkeypatch, tmp_path)
     url = publish_folder(local, "me/sets")  # the folder's only config
@@ -361,7 +371,7 @@ def test_publish_failure_reports_without_token(tmp_path, monkeypatch, curated, c
 
 
 @pytest.mark.integration
-def test_publish_to_the_real_hub(curated, zoo_crowd):
+def test_publish_to_the_real_hub(curated, gsm_crowd):
     from huggingface_hub import HfApi, constants
 
     if not os.environ.get("HF_TOKEN") or constants.HF_HUB_OFFLINE:
@@ -376,8 +386,8 @@ def test_publish_to_the_real_hub(curated, zoo_crowd):
     repo_id = f"{user}/crowdselect-hf-test-{uuid.uuid4().hex[:8]}"
     sel, rows = curated["reward-top-40"]
     try:
-        url = publish(rows, repo_id, "reward-top-40", selection=sel, crowd=zoo_crowd, private=True, license="cc-by-nc-4.0")
+        url = publish(rows, repo_id, "reward-top-40", selection=sel, crowd=gsm_crowd, private=True, license=LICENSE)
         assert repo_id in url
-        assert load_selected(repo_id, "reward-top-40").to_list() == rows.to_list()
+        assert _rows(load_selected(repo_id, "reward-top-40")) == _rows(rows)
     finally:
         api.delete_repo(repo_id, repo_type="dataset", missing_ok=True)
