@@ -114,6 +114,21 @@ def checkpoint_identity(name_or_path: str, revision: str | None = None) -> str:
     return f"hub:{name_or_path}@{revision or 'main'}"
 
 
+def check_model_source(name_or_path: str, what: str) -> None:
+    """Fail early, in words, when ``name_or_path`` is neither an existing folder nor a Hub id."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"{what} {text!r}: the folder has no config.json; pass a folder saved with "
+                                    "save_pretrained(), or a Hub id (owner/name)")
+        return
+    looks_local = text.startswith((".", "/", "~", "\\")) or text.count("/") > 1 or path.exists()
+    if looks_local:
+        raise FileNotFoundError(f"{what} {text!r}: no such model folder; pass a folder saved with save_pretrained(), "
+                                "or a Hub id (owner/name)")
+
+
 def render_chat(tokenizer: Any, messages: Sequence[dict], template: str | None, add_generation_prompt: bool) -> str:
     """Render messages with the tokenizer's chat template (or ``template``, a jinja string)."""
     return tokenizer.apply_chat_template(

@@ -29,7 +29,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .crowd import CONTENT_KEYS, Crowd, CrowdError, Member, find_crowd, is_numeric_type, parse_model_name, pick_name
+from .crowd import (
+    CONTENT_KEYS, Crowd, CrowdError, Member, find_crowd, is_numeric_type, log_guessed, parse_model_name, pick_name,
+)
 from .metrics import CrowdMetrics, crowd_metrics
 
 logger = logging.getLogger(__name__)
@@ -51,6 +53,10 @@ def content_id(text: str) -> str:
 
 
 def _not_a_number(field: str, where: str, found: Any) -> CrowdError:
+    if type(found).__module__.split(".")[0] in ("torch", "tensorflow", "jax", "jaxlib"):
+        return CrowdError(f"reward {field!r} of {where} is a {type(found).__module__}.{type(found).__name__}: the "
+                          "crowd is read from Python or numpy values; map over ds.with_format(None) and set the "
+                          "format afterwards")
     return CrowdError(f"reward {field!r} of {where} must be a number, found {type(found).__name__}; "
                       "convert the column to numbers (or None for a missing reward)")
 
@@ -63,6 +69,8 @@ def _instruction_error(column: str, found: Any) -> CrowdError:
 
 def reward_number(value: Any, field: str, where: str) -> float:
     """One decoded reward as float64 (``None`` → NaN), or the error of the type rule."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:  # a numpy-formatted dataset's struct field
+        value = value.item()
     if value is None:
         return math.nan
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, Decimal, np.integer, np.floating)):
@@ -155,6 +163,7 @@ class CrowdBinding:
         ``data``: a ``Dataset``, ``Features``, a ``pyarrow.Schema`` or one example."""
         if crowd is None:
             resolved = find_crowd(data, reward, need_reward=need_reward, open_long=True)
+            log_guessed(resolved.members, "crowd inferred from the columns")
             return cls(resolved, open=resolved.layout == "long")
         return cls(crowd.with_reward(reward or crowd.reward).resolve(data, need_reward=need_reward))
 

@@ -16,6 +16,7 @@ transforms holding one have stable fingerprints.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,6 +32,9 @@ MODEL_KEYS = ("model", "model_name")
 NON_REWARD_KEYS = CONTENT_KEYS + MODEL_KEYS + ("error",)
 """Member fields that are never the reward: the answer, the model's name, a generation error."""
 INSTRUCTION_KEYS = ("instruction", "prompt", "question")
+
+
+logger = logging.getLogger(__name__)
 
 
 class CrowdError(ValueError):
@@ -59,6 +63,9 @@ class Member:
             size = float(self.params_b) if self.params_b is not None else math.nan
         except (TypeError, ValueError):
             raise CrowdError(f"member {self.name!r}: params_b must be a number, got {self.params_b!r}") from None
+        if isinstance(self.params_b, bool) or not (math.isnan(size) or 0 < size < math.inf):
+            raise CrowdError(f"member {self.name!r}: params_b must be a positive number of billions of parameters "
+                             f"(or null when unknown), got {self.params_b!r}")
         object.__setattr__(self, "params_b", size)
         object.__setattr__(self, "family", str(self.family) if self.family else parse_model_name(self.name)[0])
 
@@ -237,6 +244,7 @@ class Crowd:
                 members.append(Member(**_member_kwargs(entry)))
             except CrowdError as e:
                 raise CrowdError(f"crowd file {str(path)!r}, entry {i}: {e}") from None
+        log_guessed([m for m, e in zip(members, data) if "params_b" not in e or not e.get("family")], f"crowd file {path}")
         return cls(members=tuple(members), reward=reward, **layout)
 
     @classmethod
@@ -265,6 +273,15 @@ class Crowd:
         return _resolve(self, data, need_reward)
 
 
+def log_guessed(members: Sequence[Member], where: str) -> None:
+    """One INFO line naming the members whose family or size was read from their names."""
+    if members:
+        shown = ", ".join(f"{m.name} ({m.family}, {'size unknown' if math.isnan(m.params_b) else f'{m.params_b:g}B'})"
+                          for m in members)
+        logger.info("%s: family and size read from the model names of %d member(s), pass a crowd file to set "
+                    "them: %s", where, len(members), shown)
+
+
 def _member_kwargs(entry: Any) -> dict[str, Any]:
     if isinstance(entry, Member):
         return {"name": entry.name, "family": entry.family, "params_b": entry.params_b}
@@ -272,13 +289,11 @@ def _member_kwargs(entry: Any) -> dict[str, Any]:
         family, size = parse_model_name(entry)
         return {"name": entry, "family": family, "params_b": size}
     if isinstance(entry, Mapping):
+        # An absent field is read from the name; ``params_b: null`` says "unknown" and is kept.
         name = entry.get("name")
-        family = entry.get("family")
-        size = entry.get("params_b")
-        if family is None or size is None:
-            guessed_family, guessed_size = parse_model_name(str(name))
-            family = family if family is not None else guessed_family
-            size = size if size is not None else guessed_size
+        guessed_family, guessed_size = parse_model_name(str(name))
+        family = entry.get("family") or guessed_family
+        size = entry["params_b"] if "params_b" in entry else guessed_size
         return {"name": name, "family": family, "params_b": size}
     if isinstance(entry, Sequence) and len(entry) == 3:
         return {"name": entry[0], "family": entry[1], "params_b": entry[2]}
@@ -306,7 +321,7 @@ def _schema_of(data: Any) -> tuple[str, Any]:
         if features is None:
             raise CrowdError(
                 "this IterableDataset does not know its features, so the crowd cannot be found from them; "
-                "pass crowd=Crowd(...) explicitly, or map per example (the crowd is then read from each row)"
+                "pass crowd=Crowd(...) (--crowd FILE) explicitly, or map per example (the crowd is then read from each row)"
             )
         return "schema", features.arrow_schema
     if isinstance(data, Mapping):

@@ -30,6 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from ._torch import (
     check_installed,
     check_chat_template,
+    check_model_source,
     checkpoint_identity,
     dtype_kwargs,
     free,
@@ -316,6 +317,7 @@ class CrowdGenerator:
         transformers = require("transformers", "generate", "local generation")
         cfg = self.config
         kw = dict(revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+        check_model_source(m.model, "model")
         tokenizer = transformers.AutoTokenizer.from_pretrained(m.model, **kw)
         check_chat_template(tokenizer, cfg.template, m.model)
         tokenizer.padding_side = "left"

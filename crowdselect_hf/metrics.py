@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-ALGORITHM_VERSION = "2"  # 2: crowd_best_bytes
+ALGORITHM_VERSION = "3"  # 2: crowd_best_bytes; 3: rewards near ±1e308 no longer overflow the mean
 
 
 @dataclass
@@ -41,6 +41,8 @@ class PolicyCounts:
         family_rows_tied: (row, family) pairs left out of stability: all reward (or size) ranks tied.
         members_without_size: crowd members whose size is unknown (they take no part in stability).
         single_member_families: families with fewer than two sized members (never in stability).
+        rows_separability_overflow: rows whose reward variance exceeds float64 (rewards spread
+            beyond about ±1.3e154): separability is +inf there (it still ranks highest).
     """
 
     rows: int = 0
@@ -52,6 +54,7 @@ class PolicyCounts:
     family_rows_tied: int = 0
     members_without_size: int = 0
     single_member_families: int = 0
+    rows_separability_overflow: int = 0
 
     _CROWD_LEVEL = ("members_without_size", "single_member_families")
 
@@ -128,10 +131,17 @@ def crowd_metrics(
     has_any = n_scored > 0
     denom = np.maximum(n_scored, 1)
 
-    Z = np.where(usable, RT, 0.0)
-    mean = np.where(has_any, _member_sum(Z) / denom, np.nan)
-    D = np.where(usable, RT - mean, 0.0)
-    separability = np.where(has_any, _member_sum(D * D) / denom, np.nan)
+    # Sums run on each row scaled by a power of two near its largest |reward|: exact for ordinary
+    # values (the same bits as unscaled), and finite rewards up to ±1.8e308 never overflow the mean.
+    scale = _row_scale(np.where(usable, np.abs(RT), 0.0).max(axis=0) if M else np.zeros(n))
+    Z = np.where(usable, RT / scale, 0.0)
+    mean_scaled = np.where(has_any, _member_sum(Z) / denom, np.nan)
+    D = np.where(usable, Z - mean_scaled, 0.0)
+    with np.errstate(over="ignore"):
+        # The variance itself overflows only when it exceeds float64 (a spread beyond ~1.3e154):
+        # then it is +inf, counted in PolicyCounts.rows_separability_overflow.
+        separability = np.where(has_any, (_member_sum(D * D) / denom * scale) * scale, np.nan)
+    mean = mean_scaled * scale
     difficulty = -mean
 
     masked = np.where(usable, RT, -np.inf)
@@ -167,8 +177,36 @@ def crowd_metrics(
         family_rows_tied=tied,
         members_without_size=int((~np.isfinite(sizes)).sum()),
         single_member_families=sum(1 for idx in groups.values() if len(idx) < 2),
+        rows_separability_overflow=int(np.isinf(separability).sum()),
     )
     return CrowdMetrics(difficulty, separability, stability, best, best_reward, n_scored, n_fam, counts)
+
+
+def finite_mean(values: np.ndarray) -> float:
+    """The mean of finite ``values`` without overflow (rewards near ±1.8e308 included).
+
+    Example:
+        >>> finite_mean(np.array([1e308, 1e308, 1e308]))
+        1e+308
+    """
+    scale = _scale_of(values)
+    return float(np.mean(values / scale) * scale)
+
+
+def finite_median(values: np.ndarray) -> float:
+    """The median of finite ``values``; the middle pair is averaged without overflow."""
+    scale = _scale_of(values)
+    return float(np.median(values / scale) * scale)
+
+
+def _scale_of(values: np.ndarray) -> float:
+    return float(_row_scale(np.array([np.abs(values).max()]))[0]) if values.size else 1.0
+
+
+def _row_scale(largest: np.ndarray) -> np.ndarray:
+    """A power of two per row with ``largest / scale`` in [1, 2) (1 where the row is all zero)."""
+    _, exponent = np.frexp(largest)
+    return np.where(largest > 0, np.ldexp(1.0, exponent - 1), 1.0)
 
 
 def _member_sum(X: np.ndarray) -> np.ndarray:

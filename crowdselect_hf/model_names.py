@@ -20,23 +20,37 @@ KNOWN_SIZES = {
     "phi-4-mini": 3.8,
 }
 
+# Mixture-of-experts models: the published total of parameters, which ``<n>x<size>B`` does not
+# give (experts share attention and embeddings). An MoE name not listed here has an unknown size.
+MOE_SIZES = {
+    "mixtral-8x7b": 46.7,
+    "mixtral-8x22b": 141.0,
+}
+
 _SIZE_TOKEN = re.compile(r"^(?:(\d+)x)?(\d+(?:\.\d+)?)([bm])$", re.IGNORECASE)
 
 
 def parse_model_name(name: str) -> tuple[str, float]:
     """Read a family and a size (billions of parameters) from a model name.
 
-    The size is the first ``<number>B`` token (``8x7B`` counts 56; ``270M`` counts 0.27); the
-    family is the lower-cased name without it and without any ``org/`` prefix. Names that do not
-    spell their size (``Phi-3-mini-128k-instruct``) are looked up in :data:`KNOWN_SIZES`.
+    The size is the first ``<number>B`` token (``270M`` counts 0.27); the family is the
+    lower-cased name without it, without any ``org/`` prefix and without a serving provider's
+    ``@provider`` suffix (the same weights, served elsewhere). A mixture-of-experts token
+    (``8x7B``) takes the published total from :data:`MOE_SIZES`, else the size is unknown (NaN):
+    8×7B is not 56B of dense compute. Names that do not spell their size
+    (``Phi-3-mini-128k-instruct``) are looked up in :data:`KNOWN_SIZES`.
 
     Example:
         >>> parse_model_name("Qwen2.5-7B-Instruct")
         ('qwen2.5-instruct', 7.0)
         >>> parse_model_name("Phi-3-mini-128k-instruct")
         ('phi-3-128k-instruct', 3.8)
+        >>> parse_model_name("gemma-2-27b-it@together")
+        ('gemma-2-it', 27.0)
+        >>> parse_model_name("Mixtral-8x7B-Instruct-v0.1")
+        ('mixtral-instruct-v0.1', 46.7)
     """
-    base = name.rsplit("/", 1)[-1]
+    base = name.rsplit("/", 1)[-1].split("@", 1)[0] or name
     tokens = [t for t in re.split(r"[-_\s]+", base) if t]
     size = math.nan
     size_at = None
@@ -44,8 +58,10 @@ def parse_model_name(name: str) -> tuple[str, float]:
         for i, tok in enumerate(tokens):
             m = _SIZE_TOKEN.match(tok)
             if m and m.group(3).lower() == unit:
-                experts = int(m.group(1)) if m.group(1) else 1
-                size = experts * float(m.group(2)) * (1.0 if unit == "b" else 1e-3)
+                if m.group(1):  # n experts: only a published total will do
+                    size = MOE_SIZES.get("-".join(t.lower() for t in tokens[: i + 1]), math.nan)
+                else:
+                    size = float(m.group(2)) * (1.0 if unit == "b" else 1e-3)
                 size_at = i
                 break
         if size_at is not None:

@@ -50,6 +50,14 @@ class MetricsProvenance:
                                for m in crowd.members))
         return cls(crowd.reward, members, crowd.layout)
 
+    def crowd(self) -> Any:
+        """The :class:`~crowdselect_hf.Crowd` these metrics were computed with (its members,
+        families, sizes, reward and layout; column names are bound again from the table)."""
+        from .crowd import Crowd, Member
+
+        members = tuple(Member(name, family, size) for name, family, size in self.members)
+        return Crowd(members=members, reward=self.reward, layout=self.layout)
+
     def to_text(self) -> str:
         return PREFIX + json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
 

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 from ._torch import (
     check_installed,
     check_chat_template,
+    check_model_source,
     checkpoint_identity,
     dtype_kwargs,
     free,
@@ -27,7 +28,7 @@ from ._torch import (
     resolve_dtype,
 )
 from .binding import CrowdBinding, probe_example
-from .crowd import Crowd, CrowdError, find_instruction
+from .crowd import NON_REWARD_KEYS, Crowd, CrowdError, find_instruction
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ class RewardScorer:
         self.config = RewardConfig(model=model, reward_name=reward_name, max_length=max_length, batch_size=batch_size,
                                    device=None if device is None else str(device), dtype=dtype_name,
                                    trust_remote_code=trust_remote_code, **options)
+        check_reward_name(self.reward_name)
         self.crowd = crowd
         self.identity = checkpoint_identity(model, self.config.revision)
         self._reset()
@@ -193,6 +195,7 @@ class RewardScorer:
         transformers = require("transformers", "rewards", "RewardScorer")
         cfg = self.config
         kw = dict(revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+        check_model_source(cfg.model, "reward model")
         tokenizer = transformers.AutoTokenizer.from_pretrained(cfg.model, **kw)
         check_chat_template(tokenizer, cfg.template, cfg.model)
         mconf = transformers.AutoConfig.from_pretrained(cfg.model, **kw)
@@ -268,7 +271,7 @@ class RewardScorer:
             if len(seq) > cfg.max_length:
                 if cfg.truncation == "error":
                     at = f" ({where[j]})" if where else ""
-                    raise ValueError(f"pair {j}{at} has {len(seq)} tokens, more than max_length={cfg.max_length} (truncation='error')")
+                    raise ValueError(f"pair {j}{at} has {len(seq)} tokens, more than max_length {cfg.max_length} (--max-length) with truncation 'error' (--truncation)")
                 if cfg.truncation == "skip":
                     self.stats_.skipped += 1
                     continue
@@ -345,7 +348,9 @@ class RewardScorer:
     def _bind(self, data: Any) -> CrowdBinding:
         """Bind the crowd to ``data`` (without its reward: that is what this scorer writes)."""
         crowd = self.crowd.with_reward(None) if self.crowd is not None else None
-        return CrowdBinding.resolve(data, crowd, need_reward=False)
+        binding = CrowdBinding.resolve(data, crowd, need_reward=False)
+        check_reward_name(self.reward_name, binding.crowd)
+        return binding
 
     def _score_columns(self, columns: Mapping[str, list], binding: CrowdBinding, rank: int | None) -> dict[str, list]:
         instructions = columns[binding.instruction]
@@ -404,6 +409,18 @@ class RewardScorer:
             inner = {**inner, self.reward_name: score}
             new[column] = datasets.List(inner) if hasattr(datasets, "List") else [inner]
         return datasets.Features(new)
+
+
+def check_reward_name(name: str, crowd: Crowd | None = None) -> None:
+    """Refuse a reward field that would overwrite an answer's text, its model or error field, or
+    be mistaken for one of the ``crowd_*`` columns."""
+    taken = {k.lower() for k in NON_REWARD_KEYS}
+    if crowd is not None:
+        taken |= {k.lower() for k in (crowd.content_key, crowd.model_key) if k}
+    if name.lower() in taken or name.lower().startswith("crowd_"):
+        raise CrowdError(f"reward name {name!r} is reserved (each answer's {', '.join(sorted(taken))} fields and "
+                         "the crowd_* columns): writing scores there would overwrite data; pick another reward_name "
+                         "(--reward-name)")
 
 
 def _instruction(instructions: Sequence[Any], row: int, column: str) -> str:

@@ -168,6 +168,7 @@ class CrowdScore:
             return self._call_arrow(batch)
         if not isinstance(batch, Mapping):
             raise TypeError(f"CrowdScore expects an example or a batch (a dict), got {type(batch).__name__}")
+        batch = _plain_values(batch)
         instruction = find_instruction(batch.keys(), self.crowd.instruction if self.crowd else None)
         batched = isinstance(batch[instruction], (list, tuple))
         if batched:
@@ -229,6 +230,21 @@ def _shape(example: Mapping[str, Any]) -> tuple:
             return ("list",) + tuple(sorted(v[0]))
         return type(v).__name__
     return tuple(shape(v) for v in example.values())
+
+
+def _plain_values(batch: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A batch of a numpy-formatted dataset as lists; tensors of other formats are refused."""
+    if not any(not isinstance(v, (str, list, dict, type(None))) for v in batch.values()):
+        return batch
+    out = {}
+    for key, value in batch.items():
+        kind = type(value).__module__.split(".")[0]
+        if kind in ("torch", "tensorflow", "jax", "jaxlib", "polars", "pandas"):
+            raise TypeError(f"column {key!r} of this batch is a {type(value).__module__}.{type(value).__name__}: "
+                            "crowd_score reads Python or numpy values; map over ds.with_format(None) (or "
+                            "ds.with_format('numpy')) and set your format afterwards")
+        out[key] = value.tolist() if isinstance(value, np.ndarray) and value.ndim else value
+    return out
 
 
 crowd_score = CrowdScore()

@@ -188,7 +188,7 @@ def test_truncation_policy(wide_ds, rm_path, reference):
     scores = [row[c]["tiny-rm"] for row in out for c in RESPONSES if row[c]["content"] is not None]
     assert sum(s is None for s in scores) == long_pairs == skip.stats_.skipped
 
-    with pytest.raises(ValueError, match="max_length=40.*truncation='error'"):
+    with pytest.raises(ValueError, match=r"max_length 40 \(--max-length\) with truncation 'error'"):
         wide_ds.map(RewardScorer(str(rm_path), max_length=40, truncation="error"), batched=True)
 
 
