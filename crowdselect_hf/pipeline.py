@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .crowd import Crowd, CrowdError
+from .disk_cache import DEFAULT_MAX_GB
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +44,28 @@ class SelectionConfig:
                 "or column:NAME"})
     seed: int = field(default=42, metadata={"help": "random seed of KMeans and the random strategies"})
     n_init: int = field(default=20, metadata={"help": "KMeans initialisations (paper: 20)"})
+    no_cache: bool = field(default=False, metadata={
+        "help": "do not read or write the on-disk cache of embeddings and clusters, which lets a re-selection skip "
+                "the embedder and KMeans (kept beside the dataset's cache files, or under $CROWDSELECT_HOME/cache)"})
+    cache_max_gb: float = field(default=DEFAULT_MAX_GB, metadata={
+        "help": "size cap of a cache folder in GiB; the least recently used entries are removed beyond it"})
+
+    def __post_init__(self):
+        if not self.cache_max_gb >= 0:
+            raise ValueError(f"cache_max_gb (--cache-max-gb) must be a size in GiB, 0 or more; got {self.cache_max_gb!r}")
 
     def selector_kwargs(self) -> dict[str, Any]:
-        return asdict(self)
+        """The keyword arguments of ``crowd_select``: the fields, with ``no_cache`` and
+        ``cache_max_gb`` turned into its ``cache=``."""
+        kwargs = asdict(self)
+        no_cache, max_gb = kwargs.pop("no_cache"), kwargs.pop("cache_max_gb")
+        if no_cache:
+            kwargs["cache"] = False
+        elif max_gb != DEFAULT_MAX_GB:
+            from .embeddings import EmbeddingCache
+
+            kwargs["cache"] = EmbeddingCache(on_disk=True, max_gb=max_gb)
+        return kwargs
 
 
 @dataclass(frozen=True)
@@ -187,6 +207,10 @@ def _crowd_of(scored, crowd: Crowd | None, reward: str | None) -> Crowd | None:
     provenance = read_provenance(scored)
     if reward is None and (crowd is None or crowd.reward is None) and provenance is not None:
         reward = provenance.reward
+    if crowd is None and provenance is not None:
+        # The families and sizes the metrics were computed with (say, from a crowd file) define the
+        # crowd; inferring them again from the column names could contradict the record.
+        crowd = provenance.crowd()
     try:
         return CrowdBinding.resolve(scored, crowd, reward, need_reward=False).crowd
     except CrowdError:

@@ -8,7 +8,8 @@ carries no clusters and no weights, and ``ranked_by`` names the score it actuall
 On disk a curated config keeps it beside its rows::
 
     <config>/_crowdselect/selection.json   SelectionRecord.to_json()
-    <config>/_crowdselect/pool.parquet     one row per pool row (Selection.pool_table())
+    <config>/_crowdselect/pool.parquet     one row per pool row (Selection.pool_table()), and in
+                                           its schema metadata a :class:`PoolMetadata`
 
 A ``selection.json`` written by crowdselect-hf 0.1.0 (``{"params", "summary", ...}``, no
 ``schema_version``) loads through :meth:`SelectionRecord.from_dict`'s one converter.
@@ -29,6 +30,13 @@ SCHEMA_VERSION = 2
 SIDECAR_DIR = "_crowdselect"
 SELECTION_FILE = "selection.json"
 POOL_FILE = "pool.parquet"
+MAP_VARIANCE_KEY = b"crowdselect.map_explained_variance"
+"""Pool-table schema metadata: JSON ``[pc1, pc2]``, the map axes' explained-variance ratios."""
+MEMBER_REWARDS_KEY = b"crowdselect.member_rewards"
+"""Pool-table schema metadata: JSON list of :class:`MemberRewards` (one entry per crowd member)."""
+EXCLUSIONS = ("no_usable_reward", "empty_best_response", "duplicate_instruction")
+"""Why a pool row could not be selected: the pool table's ``crowd_excluded`` values and the keys of
+:attr:`SelectionRecord.excluded`."""
 
 RANKED_BY = {
     "crowdselect": "combined score", "combined-top": "combined score",
@@ -275,3 +283,100 @@ def read_pool(config_dir: str | os.PathLike):
     if not path.is_file():
         raise RecordError(f"{str(config_dir)!r} has {SELECTION_FILE} but no {SIDECAR_DIR}/{POOL_FILE}: republish the selection")
     return pq.read_table(path)
+
+
+@dataclass(frozen=True)
+class RewardSummary:
+    """One member's usable (finite) rewards over some rows.
+
+    Attributes:
+        count: rows where its reward was usable.
+        mean, median: of those rewards; ``None`` when ``count`` is 0.
+    """
+
+    count: int
+    mean: float | None
+    median: float | None
+
+
+@dataclass(frozen=True)
+class MemberRewards:
+    """One crowd member's rewards, summarised: a few numbers per member in the pool table's
+    metadata instead of one reward per row and member.
+
+    Attributes:
+        name, family, params_b: the member (``params_b`` ``None`` when unknown).
+        pool: over every pool row.
+        selected: over the selected rows.
+        levels: its distinct usable rewards when there are at most two (0/1 scores), else ``None``.
+    """
+
+    name: str
+    family: str
+    params_b: float | None
+    pool: RewardSummary
+    selected: RewardSummary
+    levels: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class PoolMetadata:
+    """What the pool table's schema metadata records besides its columns.
+
+    Attributes:
+        map_variance: the explained-variance ratios of the map's two axes (``None``: no map).
+        member_rewards: per member, its rewards over the pool and the selected rows (``None``:
+            the table selected from no longer held the members' rewards).
+
+    Example:
+        >>> m = PoolMetadata(map_variance=(0.25, 0.125))
+        >>> read_pool_metadata(m.schema_metadata()) == m
+        True
+    """
+
+    map_variance: tuple[float, float] | None = None
+    member_rewards: tuple[MemberRewards, ...] | None = None
+
+    def schema_metadata(self) -> dict[bytes, bytes]:
+        """The keys to set on the pool table's schema (those with a value)."""
+        out = {}
+        if self.map_variance is not None:
+            out[MAP_VARIANCE_KEY] = json.dumps([float(v) for v in self.map_variance], allow_nan=False).encode()
+        if self.member_rewards is not None:
+            out[MEMBER_REWARDS_KEY] = json.dumps([asdict(m) for m in self.member_rewards], allow_nan=False).encode()
+        return out
+
+
+def read_pool_metadata(metadata: Mapping[bytes, bytes] | None) -> PoolMetadata:
+    """The :class:`PoolMetadata` of a pool table's ``schema.metadata`` (absent keys: ``None``).
+
+    Raises:
+        RecordError: a key holds something else than :meth:`PoolMetadata.schema_metadata` writes.
+    """
+    metadata = metadata or {}
+
+    def loaded(key: bytes) -> Any:
+        try:
+            return json.loads(metadata[key]) if key in metadata else None
+        except (TypeError, ValueError):
+            raise RecordError(f"the pool table's metadata {key.decode()!r} is not JSON: republish the selection") from None
+
+    variance, members = loaded(MAP_VARIANCE_KEY), loaded(MEMBER_REWARDS_KEY)
+    try:
+        if variance is not None:
+            variance = tuple(float(v) for v in variance)
+            if len(variance) != 2 or not all(0 <= v <= 1 for v in variance):
+                raise ValueError(variance)
+    except (TypeError, ValueError):
+        raise RecordError(f"the pool table's metadata {MAP_VARIANCE_KEY.decode()!r} must be two ratios from 0 to 1, "
+                          f"got {metadata[MAP_VARIANCE_KEY][:80]!r}") from None
+    try:
+        if members is not None:
+            members = tuple(MemberRewards(**{**m, "pool": RewardSummary(**m["pool"]),
+                                             "selected": RewardSummary(**m["selected"]),
+                                             "levels": tuple(m["levels"]) if m.get("levels") is not None else None})
+                            for m in members)
+    except (TypeError, KeyError, AttributeError):
+        raise RecordError(f"the pool table's metadata {MEMBER_REWARDS_KEY.decode()!r} is not a list of member reward "
+                          "summaries: republish the selection") from None
+    return PoolMetadata(variance, members)

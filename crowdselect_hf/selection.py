@@ -39,10 +39,14 @@ from .binding import byte_lengths
 from .columns import attach_columns, read_columns
 from .clustering import ALGORITHMS, Clustering, fit_kmeans
 from .combine import METRICS, SelectionError, check_weights, combine, quota_select, top_k
+from .disk_cache import cache_dir_for
 from .embeddings import ColumnEmbedder, EmbeddingCache, default_cache, get_embedder, l2_normalise
+from .metrics import finite_mean, finite_median
 from .provenance import MetricsProvenance, read_provenance
 from .record import Clustering as ClusteringRecord
-from .record import ClusterCount, SelectionRecord, ranked_by, uses_weights
+from .record import (
+    EXCLUSIONS, ClusterCount, MemberRewards, PoolMetadata, RewardSummary, SelectionRecord, ranked_by, uses_weights,
+)
 from .strategies import CLUSTERED, STRATEGIES
 
 logger = logging.getLogger(__name__)
@@ -62,14 +66,28 @@ POOL_SCHEMA = pa.schema([
     ("crowd_backfilled", pa.bool_()),
     ("crowd_map_x", pa.float64()),
     ("crowd_map_y", pa.float64()),
+    ("crowd_best_bytes", pa.int64()),
+    ("crowd_excluded", pa.string()),
+    ("crowd_instruction", pa.string()),
 ])
 """Columns of :meth:`Selection.pool_table`."""
+POOL_INSTRUCTION_CHARS = 240
+"""The pool table keeps each instruction's first characters only (the report shows short text):
+a longer one is stored as its first ``POOL_INSTRUCTION_CHARS - 1`` characters and "…"."""
 _MAP_FIT_ROWS = 50_000
 
 
 def _json_float(x: float) -> float | None:
     x = float(x)
     return None if math.isnan(x) or math.isinf(x) else x
+
+
+def _check_metric_types(schema: pa.Schema) -> None:
+    for name in ("crowd_difficulty", "crowd_separability", "crowd_stability", "crowd_best_reward"):
+        kind = schema.field(name).type
+        if not (pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_null(kind)):
+            raise SelectionError(f"column {name!r} must hold numbers, found {kind}: the crowd_* columns are written by "
+                                 "crowdselect_hf.score(ds) (crowdselect score); re-score the table instead of editing them")
 
 
 class Selection:
@@ -90,7 +108,8 @@ class Selection:
     """
 
     def __init__(self, indices: np.ndarray, combined: np.ndarray, clusters: np.ndarray, backfilled: np.ndarray,
-                 pool: pa.Table, record: SelectionRecord, map_xy: np.ndarray | None = None):
+                 pool: pa.Table, record: SelectionRecord, map_xy: np.ndarray | None = None,
+                 described: pa.Table | None = None, metadata: PoolMetadata | None = None):
         self.indices = np.asarray(indices, dtype=np.int64)
         self.combined = np.asarray(combined, dtype=np.float64)
         self.clusters = np.asarray(clusters, dtype=np.int64)
@@ -98,9 +117,12 @@ class Selection:
         self.record = record
         self._pool = pool
         self._map = map_xy
+        self._described = described  # crowd_best_bytes, crowd_excluded, crowd_instruction of the pool table
+        self._metadata = metadata if metadata is not None else PoolMetadata()
         self.ids = pool.column("crowd_id").take(pa.array(self.indices)).to_pylist()
         self._id_set = None
         self._mask = None
+        self._pool_ids = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -119,6 +141,7 @@ class Selection:
         state = dict(self.__dict__)
         state["_id_set"] = None
         state["_mask"] = None
+        state["_pool_ids"] = None
         return state
 
     def __setstate__(self, state):
@@ -146,6 +169,8 @@ class Selection:
                     f"row index {int(pos.max() if pos.max() >= mask.size else pos.min())} is outside the pool of "
                     f"{mask.size} rows this selection was made from; filter that same dataset"
                 )
+            if isinstance(example, Mapping) and "crowd_id" in example:
+                self._check_positions(pos, example["crowd_id"])
             return mask[pos].tolist() if pos.ndim else bool(mask[pos])
         if not isinstance(example, Mapping) or "crowd_id" not in example:
             raise SelectionError(
@@ -164,6 +189,22 @@ class Selection:
             return cid in ids
         return [c in ids for c in cid]
 
+    def _check_positions(self, pos: np.ndarray, crowd_ids: Any) -> None:
+        """Every row filtered by position must be the pool's row at that position (same
+        ``crowd_id``): a shuffled, sorted or other dataset would otherwise get the wrong rows."""
+        if self._pool_ids is None:
+            self._pool_ids = np.asarray(self._pool.column("crowd_id").to_numpy(zero_copy_only=False), dtype=object)
+        got = np.asarray([crowd_ids] if pos.ndim == 0 else crowd_ids, dtype=object)
+        wanted = self._pool_ids[np.atleast_1d(pos)]
+        wrong = np.flatnonzero(got != wanted)
+        if wrong.size:
+            at = int(np.atleast_1d(pos)[wrong[0]])
+            raise SelectionError(
+                f"row {at} of the filtered dataset is not row {at} of the pool this selection was made from "
+                f"(crowd_id {got[wrong[0]]!r}, the pool's is {wanted[wrong[0]]!r}): it was shuffled, sorted or is "
+                "another table; filter by id with ds.filter(sel) (no with_indices), or use pool.select(sel.indices)"
+            )
+
     # -- reporting ------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         """The :class:`~crowdselect_hf.record.SelectionRecord` as a JSON-ready dict: cluster
@@ -173,8 +214,12 @@ class Selection:
 
     def pool_table(self) -> pa.Table:
         """One row per pool row: its metrics, score, cluster, whether it was selected or
-        back-filled, and a 2-D PCA map of its embedding (NaN when none was computed).
-        Columns: :data:`POOL_SCHEMA`."""
+        back-filled, a 2-D PCA map of its embedding (NaN when none was computed), its best
+        answer's UTF-8 bytes, why it could not be selected (null: it could; else one of
+        :data:`EXCLUSIONS`) and its instruction (cut to :data:`POOL_INSTRUCTION_CHARS`); null
+        where the selected table did not hold them. Columns: :data:`POOL_SCHEMA`; the schema
+        metadata holds the map axes' explained variance and each member's reward summary
+        (:class:`~crowdselect_hf.record.PoolMetadata`, read with ``record.read_pool_metadata``)."""
         n = len(self.combined)
         selected = self._selected_mask().copy()
         back = np.zeros(n, dtype=bool)
@@ -190,7 +235,11 @@ class Selection:
             "crowd_map_x": pa.array(xy[:, 0].astype(np.float64)),
             "crowd_map_y": pa.array(xy[:, 1].astype(np.float64)),
         })
-        return pa.table([c.cast(POOL_SCHEMA.field(name).type) for name, c in cols.items()], schema=POOL_SCHEMA)
+        for name in ("crowd_best_bytes", "crowd_excluded", "crowd_instruction"):
+            known = self._described is not None and name in self._described.column_names
+            cols[name] = self._described.column(name) if known else pa.nulls(n, POOL_SCHEMA.field(name).type)
+        schema = POOL_SCHEMA.with_metadata(self._metadata.schema_metadata())
+        return pa.table([c.cast(POOL_SCHEMA.field(name).type) for name, c in cols.items()], schema=schema)
 
     def annotate(self, ds):
         """``ds`` with ``crowd_combined`` and ``crowd_cluster`` attached beside its table (no
@@ -265,14 +314,15 @@ def _text_column(ds, text_column: str | None, crowd: Any) -> str:
     raise SelectionError(f"no instruction column to embed (looked for {list(candidates)}); pass text_column=...")
 
 
-def _texts(ds, column: str) -> list[str]:
+def _texts(ds, column: str) -> pa.ChunkedArray:
+    """The instruction column as Arrow strings (no Python string is built)."""
     col = read_columns(ds, [column]).column(0)
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
         raise SelectionError(f"column {column!r} must hold the instruction text, it holds {col.type}; pass text_column=...")
     if col.null_count:
         bad = int(np.argmax(col.is_null().to_numpy(zero_copy_only=False)))
         raise SelectionError(f"column {column!r}: row {bad} has no text")
-    return col.to_pylist()
+    return col
 
 
 def _lengths(ds, text_column: str) -> np.ndarray:
@@ -285,24 +335,116 @@ def _lengths(ds, text_column: str) -> np.ndarray:
     return byte_lengths(cols.column(0)) + best
 
 
-def _map_2d(X: np.ndarray, fit_rows: np.ndarray, seed: int) -> np.ndarray:
-    """2-D PCA of the embeddings, fitted on (a sample of) the eligible rows, applied in chunks."""
-    from sklearn.decomposition import PCA
+def _map_2d(X: np.ndarray, fit_rows: np.ndarray, seed: int) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """2-D PCA of the embeddings, fitted on (a sample of) the eligible rows, applied in chunks,
+    and the two axes' explained-variance ratios (``None`` when there is no 2-D fit).
 
+    scikit-learn's ``PCA(n_components=2)`` (its covariance solver and sign convention: the largest
+    loading of each component is positive), computed with numpy so that a re-selection from cached
+    embeddings does not import scikit-learn's decomposition module."""
     if X.shape[1] < 2:
-        return np.column_stack([X[:, 0], np.zeros(len(X))]).astype(np.float64)
+        return np.column_stack([X[:, 0], np.zeros(len(X))]).astype(np.float64), None
     rows = np.flatnonzero(fit_rows)
     if rows.size > _MAP_FIT_ROWS:
         rows = np.sort(np.random.default_rng(seed).choice(rows, _MAP_FIT_ROWS, replace=False))
     if rows.size < 2:
-        return np.full((len(X), 2), np.nan)
-    pca = PCA(n_components=2, random_state=seed).fit(X[rows])
-    mean = pca.mean_.astype(np.float32)
-    comps = pca.components_.T.astype(np.float32)
+        return np.full((len(X), 2), np.nan), None
+    sample = np.asarray(X[rows], dtype=np.float32)
+    centre = sample.mean(axis=0, dtype=np.float64)
+    # The scatter matrix without a centred float64 copy: S.T S - n m m.T (a float32 product, as
+    # scikit-learn's covariance solver computes it). A small problem: one BLAS thread (on a busy
+    # machine, spinning threads made it 2x slower).
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        scatter = (sample.T @ sample).astype(np.float64) - len(sample) * np.outer(centre, centre)
+        values, vectors = np.linalg.eigh(scatter)
+    total = float(np.trace(scatter))
+    variance = tuple(float(v) / total for v in values[::-1][:2]) if total > 0 else None
+    top = vectors[:, ::-1][:, :2]
+    top *= np.sign(top[np.abs(top).argmax(axis=0), [0, 1]])
+    mean = centre.astype(np.float32)
+    comps = top.astype(np.float32)
     out = np.empty((len(X), 2), dtype=np.float64)
     for s in range(0, len(X), 65_536):
         out[s : s + 65_536] = (X[s : s + 65_536] - mean) @ comps
-    return out
+    return out, variance
+
+
+# -- what the pool table adds ------------------------------------------------------------------------
+
+def _exclusions(usable: np.ndarray, answerable: np.ndarray, eligible: np.ndarray) -> pa.Array:
+    """Per row, why it could not be selected (:data:`EXCLUSIONS`), null when it could."""
+    code = np.full(len(usable), -1, dtype=np.int8)
+    code[~usable] = 0
+    code[usable & ~answerable] = 1
+    code[answerable & ~eligible] = 2
+    return pa.DictionaryArray.from_arrays(pa.array(code, mask=code < 0), pa.array(EXCLUSIONS)).cast(pa.string())
+
+
+def cut_instructions(texts: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+    """Each text as the pool table keeps it: up to :data:`POOL_INSTRUCTION_CHARS` characters, a
+    longer one cut to its first ``POOL_INSTRUCTION_CHARS - 1`` and "…" (null stays null).
+
+    Example:
+        >>> cut_instructions(pa.array(["short", "x" * 300])).to_pylist()[1][-3:], POOL_INSTRUCTION_CHARS
+        ('xx…', 240)
+    """
+    texts = pa.chunked_array([texts]) if isinstance(texts, pa.Array) else texts
+    n = POOL_INSTRUCTION_CHARS
+    cut = pc.binary_join_element_wise(pc.utf8_slice_codeunits(texts, 0, n - 1), "…", "")
+    return pc.if_else(pc.greater(pc.utf8_length(texts), n), cut, texts).cast(pa.string())
+
+
+def _short_instructions(ds, text_column: str | None, crowd: Any) -> pa.ChunkedArray | None:
+    """The instructions as :func:`cut_instructions` keeps them; ``None`` when there is no text column."""
+    try:
+        col = read_columns(ds, [_text_column(ds, text_column, crowd)]).column(0)
+    except SelectionError:
+        return None  # e.g. embeddings given for a table without instructions
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        return None
+    return cut_instructions(col)
+
+
+def _member_rewards(ds, crowd: Any, provenance: MetricsProvenance | None,
+                    selected: np.ndarray) -> tuple[MemberRewards, ...] | None:
+    """Each member's usable rewards over the pool and over the ``selected`` rows, read (reward
+    fields only) from the table ``ds`` shows; ``None`` when it holds no readable rewards."""
+    from .binding import CrowdBinding
+    from .crowd import CrowdError
+
+    if crowd is None and provenance is not None:
+        crowd = provenance.crowd()  # what the metrics were computed with
+    try:
+        binding = CrowdBinding.resolve(ds, crowd, provenance.reward if provenance is not None else None)
+        # The underlying table, then the rows ds shows: taking rows first would copy the answers.
+        table = ds.data.table.select(binding.answer_columns)
+        if binding.open:
+            flat = pc.list_flatten(table.column(binding.crowd.column))
+            binding = binding.with_models(pc.unique(pc.struct_field(flat, [binding.crowd.model_key])).to_pylist())
+        R, _ = binding.answers_arrow(table)
+    except CrowdError as e:
+        logger.info("the pool table gets no per-member reward summary: %s", e)
+        return None
+    # One member per contiguous row, in the rows ds shows.
+    RT = np.ascontiguousarray(R.T if ds._indices is None else R[ds._indices.column(0).to_numpy()].T)
+
+    def summary(v: np.ndarray) -> RewardSummary:  # v: usable rewards only
+        return RewardSummary(int(v.size), finite_mean(v) if v.size else None, finite_median(v) if v.size else None)
+
+    out = []
+    for j, name in enumerate(binding.names):
+        v = RT[j][np.isfinite(RT[j])]
+        picked = RT[j][selected]
+        levels: tuple[float, ...] | None = ()
+        if v.size:
+            lo, hi = float(v.min()), float(v.max())
+            levels = tuple(sorted({lo, hi})) if ((v == lo) | (v == hi)).all() else None
+        size = float(binding.sizes[j])
+        out.append(MemberRewards(name, binding.families[j], None if math.isnan(size) else size, summary(v),
+                                 summary(picked[np.isfinite(picked)]), levels))
+    return tuple(out)
 
 
 # -- the estimator -----------------------------------------------------------------------------------
@@ -325,8 +467,9 @@ class CrowdSelector(BaseEstimator):
         text_column: the instruction column to embed; found automatically by default.
         crowd: the :class:`~crowdselect_hf.crowd.Crowd` (length strategies read best responses);
             inferred when ``None``.
-        cache: an :class:`~crowdselect_hf.embeddings.EmbeddingCache`; the process-wide in-memory
-            one by default, ``False`` for none.
+        cache: an :class:`~crowdselect_hf.embeddings.EmbeddingCache` of embeddings and
+            clusterings; by default the process-wide one, which also keeps them on disk beside
+            the dataset's cache files (or under ``$CROWDSELECT_HOME``); ``False`` for none.
 
     Attributes (after ``fit``):
         selection_: the :class:`Selection`.
@@ -379,6 +522,8 @@ class CrowdSelector(BaseEstimator):
             raise SelectionError(f"unknown kmeans {self.kmeans!r}; choose one of {ALGORITHMS}")
         if not isinstance(self.n_init, (int, np.integer)) or self.n_init < 1:
             raise SelectionError(f"n_init must be a whole number ≥ 1, got {self.n_init!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed < 2**32:
+            raise SelectionError(f"seed must be a whole number from 0 to 2**32 - 1 (--seed), got {self.seed!r}")
         return check_weights(self.weights)
 
     def fit(self, ds, y: Any = None, embeddings: np.ndarray | None = None) -> "CrowdSelector":
@@ -398,6 +543,7 @@ class CrowdSelector(BaseEstimator):
         provenance = self._check_provenance(ds)
         strategy, k, seed = self.strategy, int(self.k), int(self.seed)
         pool = read_columns(ds, REQUIRED_COLUMNS)
+        _check_metric_types(pool.schema)
         n = pool.num_rows
         if pool.column("crowd_id").null_count:
             bad = int(np.argmax(pool.column("crowd_id").is_null().to_numpy(zero_copy_only=False)))
@@ -426,21 +572,20 @@ class CrowdSelector(BaseEstimator):
             )
         clustered = strategy in CLUSTERED
         if clustered and self.n_clusters > n_eligible:
-            raise SelectionError(f"n_clusters={self.n_clusters} is more than the {n_eligible} usable rows of the pool")
+            raise SelectionError(f"n_clusters = {self.n_clusters} (--n-clusters) is more than the {n_eligible} usable rows of the pool")
 
         comb = combine(M, weights, eligible)
         score = self._strategy_score(strategy, comb, M, best_reward, ds)
 
         labels = np.full(n, -1, dtype=np.int64)
         clustering: Clustering | None = None
-        map_xy = None
+        map_xy = map_variance = None
         embedding_name = None
         quotas = sizes = np.empty(0, dtype=np.int64)
         if clustered:
-            X, embedding_name = self._embed(ds, embeddings, n)
+            X, embedding_name, key, where = self._embed(ds, embeddings, n)
             rows = np.flatnonzero(eligible)
-            clustering = fit_kmeans(X if rows.size == n else X[rows], n_clusters=int(self.n_clusters), seed=seed, algorithm=self.kmeans,
-                                    n_init=int(self.n_init))
+            clustering = self._cluster(X, rows, seed, key, where)
             labels[rows] = clustering.labels
             others = np.flatnonzero(~eligible)
             if others.size:
@@ -449,7 +594,7 @@ class CrowdSelector(BaseEstimator):
             res = quota_select(np.where(eligible, rank_score, np.nan), labels, k, eligible, tiebreak,
                                n_clusters=int(self.n_clusters))
             indices, backfilled, quotas, sizes, taken = res.indices, res.backfilled, res.quotas, res.sizes, res.taken
-            map_xy = _map_2d(X, eligible, seed)
+            map_xy, map_variance = _map_2d(X, eligible, seed)
         elif strategy == "random":
             rows = np.flatnonzero(eligible)
             indices = np.sort(np.random.default_rng(seed).choice(rows, size=k, replace=False)).astype(np.int64)
@@ -463,7 +608,14 @@ class CrowdSelector(BaseEstimator):
                               labels if clustered else None, quotas, sizes, taken if clustered else None, provenance)
         if any(record.neutral_filled.values()):
             logger.info("neutral 0.5 used for NaN metrics: %s", dict(record.neutral_filled))
-        self.selection_ = Selection(indices, score, labels, backfilled, pool, record, map_xy)
+        described = {"crowd_excluded": _exclusions(usable, answerable, eligible)}
+        if "crowd_best_bytes" in ds.column_names:
+            described["crowd_best_bytes"] = read_columns(ds, ["crowd_best_bytes"]).column(0)
+        instructions = _short_instructions(ds, self.text_column, self.crowd)
+        if instructions is not None:
+            described["crowd_instruction"] = instructions
+        metadata = PoolMetadata(map_variance, _member_rewards(ds, self.crowd, provenance, indices))
+        self.selection_ = Selection(indices, score, labels, backfilled, pool, record, map_xy, pa.table(described), metadata)
         self.selected_indices_ = self.selection_.indices
         self.combined_ = score
         self.labels_ = labels
@@ -506,26 +658,43 @@ class CrowdSelector(BaseEstimator):
         q = comb.quantiles[:, METRICS.index(metric)]
         return q if direction == "top" else 1.0 - q
 
-    def _embed(self, ds, embeddings, n) -> tuple[np.ndarray, str]:
+    def _cache(self) -> EmbeddingCache | bool:
+        cache = default_cache if self.cache is None else self.cache
+        if cache is not False and not isinstance(cache, EmbeddingCache):
+            raise SelectionError(f"cache must be an EmbeddingCache, None or False, got {cache!r}")
+        return cache
+
+    def _embed(self, ds, embeddings, n) -> tuple[np.ndarray, str, str | None, Any]:
+        """The embeddings, the embedder's name, their cache key (``None``: not from the cache) and
+        the dataset's cache folder (``None``: no disk cache)."""
+        cache = self._cache()
+        where = cache_dir_for(ds) if cache is not False and cache.on_disk else None
         if embeddings is not None:
             X = l2_normalise(embeddings, "embeddings")
             if X.shape[0] != n:
                 raise SelectionError(f"embeddings have {X.shape[0]} rows for a pool of {n}")
-            return X, "precomputed"
+            return X, "precomputed", None, where
         embedder = get_embedder(self.embedder)
         if isinstance(embedder, ColumnEmbedder) or hasattr(embedder, "embed_dataset"):
-            return embedder.embed_dataset(ds), embedder.name
+            return embedder.embed_dataset(ds), embedder.name, None, where
         texts = _texts(ds, _text_column(ds, self.text_column, self.crowd))
-        cache = default_cache if self.cache is None else self.cache
+        key = None
         if cache is False:
-            X = l2_normalise(embedder.embed(texts), f"embeddings of {embedder.name}")
-        elif isinstance(cache, EmbeddingCache):
-            X = cache.embed(embedder, texts)
+            X = embedder.embed(texts if getattr(embedder, "accepts_arrow", False) else texts.to_pylist())
+            X = l2_normalise(X, f"embeddings of {embedder.name}")
         else:
-            raise SelectionError(f"cache must be an EmbeddingCache, None or False, got {cache!r}")
+            X, key = cache.embeddings(embedder, texts, where)
         if X.shape[0] != n:
             raise SelectionError(f"embedder {embedder.name!r} returned {X.shape[0]} rows for {n} texts")
-        return X, embedder.name
+        return X, embedder.name, key, where
+
+    def _cluster(self, X: np.ndarray, rows: np.ndarray, seed: int, key: str | None, where: Any) -> Clustering:
+        """KMeans of the rows ``rows`` of ``X``, through the cache unless ``cache=False``."""
+        cache = self._cache()
+        options = {"n_clusters": int(self.n_clusters), "seed": seed, "algorithm": self.kmeans, "n_init": int(self.n_init)}
+        if cache is False:
+            return fit_kmeans(X if rows.size == len(X) else X[rows], **options)
+        return cache.clusters(X, rows, key=key, where=where, **options)
 
     def _record(self, strategy, k, seed, weights, embedding_name, clustering, n, usable, answerable, eligible,
                 pool_duplicates, neutral_filled, M, best_reward, indices, backfilled, labels, quotas, sizes, taken,

@@ -1,5 +1,6 @@
-"""Embedders: TF-IDF, transformers encoders (a tiny BERT built here, and the packaged MiniLM),
-precomputed columns, and the cache."""
+"""Embedders: TF-IDF (checked against scikit-learn), transformers encoders (a tiny BERT built here,
+and the packaged MiniLM), precomputed columns, and the in-memory cache (the disk cache:
+test_embedding_cache.py)."""
 
 import pickle
 import sys
@@ -9,6 +10,7 @@ import pytest
 
 from crowdselect_hf.embeddings import (ColumnEmbedder, EmbeddingCache, EmbeddingError, TfidfEmbedder, TransformerEmbedder,
                                        get_embedder, l2_normalise, minilm_path, texts_key)
+from crowdselect_hf.tfidf import lsa, tfidf_matrix
 
 PARAPHRASES = [
     ("How do I bake a loaf of sourdough bread at home?", "What is the way to make sourdough bread in my own kitchen?"),
@@ -34,16 +36,107 @@ def test_l2_normalise_and_errors():
         l2_normalise(np.ones(3))
 
 
+def sklearn_tfidf(texts, ngram_range=(1, 2), max_features=100_000):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(sublinear_tf=True, ngram_range=ngram_range, max_features=max_features, dtype=np.float32,
+                          token_pattern=r"(?u)\b\w+\b")
+    return vec.fit_transform(texts), list(vec.get_feature_names_out())
+
+
 @pytest.mark.unit
-def test_tfidf_embedder_on_zoo(zoo_ds):
-    texts = list(zoo_ds["instruction"])
-    E = TfidfEmbedder(n_components=64).embed(texts)
-    assert E.shape == (805, 64) and E.dtype == np.float32
+@pytest.mark.parametrize("ngram_range, max_features", [((1, 2), 100_000), ((1, 2), 700), ((1, 1), 300), ((1, 3), None),
+                                                      ((2, 3), 500)])
+def test_tfidf_matrix_is_sklearns(real_table, ngram_range, max_features):
+    """The Arrow-built matrix is scikit-learn's TfidfVectorizer's: same vocabulary in the same column
+    order (also where max_features cuts through tied frequencies), same values."""
+    import pyarrow as pa
+
+    texts = list(real_table.ds["instruction"])
+    M, vocab = tfidf_matrix(pa.chunked_array([texts]), ngram_range, max_features, progress=False)
+    T, names = sklearn_tfidf(texts, ngram_range, max_features)
+    assert vocab.to_pylist() == names
+    assert M.shape == T.shape and M.dtype == np.float32
+    assert abs(M - T).max() < 1e-6
+
+
+@pytest.mark.unit
+def test_tfidf_matrix_chunks_and_words(monkeypatch):
+    """Chunks of rows give the same matrix as one chunk; words are Python's \\w runs; n-grams never
+    cross from one text into the next."""
+    import pyarrow as pa
+
+    import crowdselect_hf.tfidf as tfidf
+
+    texts = ["Ünïcödé wörds: naïve café, déjà vu!", "हिन्दी भाषा", "snake_case 3.14 x² ½", "", "!!!", "end", "start here",
+             "日本語のテキスト"] * 3
+    whole, vocab = tfidf_matrix(pa.chunked_array([texts]), (1, 2), None, progress=False)
+    T, names = sklearn_tfidf(texts, (1, 2), None)
+    assert vocab.to_pylist() == names and abs(whole - T).max() < 1e-6
+    assert "end start" not in names  # rows 5 and 6 are two texts
+    monkeypatch.setattr(tfidf, "CHUNK_ROWS", 5)
+    parts, vocab5 = tfidf_matrix(pa.chunked_array([texts[:7], texts[7:]]), (1, 2), None, progress=False)
+    assert vocab5.to_pylist() == names and abs(parts - whole).max() == 0
+    # The documented difference: Arrow lower-cases character by character.
+    assert tfidf_matrix(pa.chunked_array([["İstanbul ΣΑΣ"]]), (1, 1), None, progress=False)[1].to_pylist() == ["istanbul", "σασ"]
+    assert sklearn_tfidf(["İstanbul ΣΑΣ"], (1, 1), None)[1] == ["i", "stanbul", "σας"]
+
+
+@pytest.mark.unit
+def test_lsa_matches_truncated_svd(real_table):
+    """Fitted on all rows, the randomized SVD converges to the exact (ARPACK) TruncatedSVD: its
+    top singular values, and a subspace holding the exact top directions; at the default 4 power
+    iterations it is at least as close as scikit-learn's own randomized_svd with the same settings."""
+    import pyarrow as pa
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.utils.extmath import randomized_svd
+
+    M, _ = tfidf_matrix(pa.chunked_array([list(real_table.ds["instruction"])]), progress=False)
+    exact = TruncatedSVD(32, algorithm="arpack").fit(M.astype(np.float64))
+    top = np.linalg.qr(exact.transform(M)[:, :16])[0]
+
+    def closeness(X):  # smallest cosine of the principal angles to the exact top-16 subspace
+        return np.linalg.svd(np.linalg.qr(X)[0].T @ top, compute_uv=False).min()
+
+    X = lsa(M, 32, seed=0, fit_rows=None, n_iter=10, progress=False)
+    np.testing.assert_allclose(np.sort(np.linalg.svd(X, compute_uv=False))[::-1][:16], exact.singular_values_[:16],
+                               rtol=0.01)
+    assert closeness(X) > 0.97
+    U, s, _ = randomized_svd(M, 32, n_iter=4, n_oversamples=10, random_state=0)
+    assert closeness(lsa(M, 32, seed=0, fit_rows=None, n_iter=4, progress=False)) >= closeness(U * s) - 0.02
+
+
+@pytest.mark.unit
+def test_lsa_on_a_sample(real_table):
+    """Fitted on a row sample, every row is still projected; the seed picks the sample."""
+    import pyarrow as pa
+
+    M, _ = tfidf_matrix(pa.chunked_array([list(real_table.ds["instruction"])]), progress=False)
+    a = lsa(M, 16, seed=1, fit_rows=200, progress=False)
+    assert a.shape == (M.shape[0], 16) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, lsa(M, 16, seed=1, fit_rows=200, progress=False))
+    assert not np.allclose(np.abs(a), np.abs(lsa(M, 16, seed=2, fit_rows=200, progress=False)))
+    # One projection for all rows: a row and its copy get the same vector, whether or not either
+    # of them was in the sample.
+    import scipy.sparse as sp
+
+    twice = lsa(sp.vstack([M, M], format="csr"), 16, seed=1, fit_rows=200, progress=False)
+    np.testing.assert_allclose(twice[: M.shape[0]], twice[M.shape[0]:], atol=1e-6)
+
+
+@pytest.mark.unit
+def test_tfidf_embedder_on_real_texts(real_table):
+    import pyarrow as pa
+
+    texts = list(real_table.ds["instruction"])
+    E = TfidfEmbedder(n_components=64, progress=False).embed(texts)
+    assert E.shape == (len(texts), 64) and E.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(E, axis=1), 1, atol=1e-5)
-    # A near-duplicate of an instruction lands nearer to it than other instructions do, on average.
-    E2 = TfidfEmbedder(n_components=64).embed(texts + [texts[10] + " Please."])
-    sims = E2[:-1] @ E2[-1]
-    assert int(np.argmax(sims)) == 10
+    # Arrow input, list input: the same vectors.
+    np.testing.assert_array_equal(TfidfEmbedder(n_components=64, progress=False).embed(pa.chunked_array([texts])), E)
+    # A near-duplicate of an instruction lands nearest to it.
+    E2 = TfidfEmbedder(n_components=64, progress=False).embed(texts + [texts[10] + " Please."])
+    assert int(np.argmax(E2[:-1] @ E2[-1])) == 10
 
 
 @pytest.mark.unit
@@ -53,8 +146,17 @@ def test_tfidf_degenerate_inputs():
     assert one.shape[0] == 1 and np.isclose(np.linalg.norm(one), 1)
     odd = TfidfEmbedder(n_components=4).embed(["!!!", "a cat", "a dog", "?", "cats and dogs"])
     assert np.allclose(np.linalg.norm(odd, axis=1), 1)
+    assert odd[0] @ odd[3] > 0.99  # the texts without a word share their own direction
     with pytest.raises(EmbeddingError, match="text 1 to embed is int"):
         TfidfEmbedder().embed(["ok", 3])
+
+
+@pytest.mark.unit
+def test_tfidf_name_and_identity():
+    a, b = TfidfEmbedder(), TfidfEmbedder(n_components=64)
+    assert a.name == "tfidf-svd256-ngram12-vocab100000-fit20000-iter4-seed42" and a.name != b.name
+    assert a.identity.startswith(a.name + "|tfidf-v") and "numpy=" in a.identity and "pyarrow=" in a.identity
+    assert TfidfEmbedder(fit_rows=None).name.endswith("-fitall-iter4-seed42")
 
 
 @pytest.mark.unit
@@ -222,3 +324,87 @@ def test_packaged_minilm_matches_sentence_transformers():
     ours = get_embedder("minilm").embed(texts)
     ref = SentenceTransformer(str(minilm_path()), device="cpu").encode(texts, normalize_embeddings=True)
     np.testing.assert_allclose(ours, ref, atol=1e-4)
+
+
+# -- KMeans on the embeddings (crowdselect_hf.clustering) ------------------------------------------
+
+@pytest.fixture(scope="module")
+def gsm_vectors(gsm_ds):
+    return TfidfEmbedder(n_components=32, progress=False).embed(list(gsm_ds["instruction"]))
+
+
+@pytest.mark.unit
+def test_restarts_one_at_a_time_are_sklearns_n_init(gsm_vectors):
+    """fit_kmeans runs the n_init restarts one by one (for its progress bar): the same winner as
+    scikit-learn's own n_init loop, labels, centres and inertia."""
+    from sklearn.cluster import KMeans
+
+    from crowdselect_hf.clustering import fit_kmeans
+
+    ref = KMeans(n_clusters=6, random_state=7, n_init=12).fit(gsm_vectors)
+    ours = fit_kmeans(gsm_vectors, n_clusters=6, seed=7, algorithm="full", n_init=12, progress=False)
+    np.testing.assert_array_equal(ours.labels, ref.labels_)
+    # (sums in another thread order: equal to float32 rounding)
+    np.testing.assert_allclose(ours.centers, ref.cluster_centers_, rtol=1e-5, atol=1e-6)
+    assert ours.inertia == pytest.approx(ref.inertia_, rel=1e-6)
+
+
+@pytest.mark.unit
+def test_refinement_in_rounds_is_one_lloyd_run(gsm_vectors):
+    from sklearn.cluster import KMeans
+
+    from crowdselect_hf.clustering import refine
+
+    start = gsm_vectors[::40][:5]
+    ref = KMeans(n_clusters=5, init=start, n_init=1).fit(gsm_vectors)
+    assert ref.n_iter_ > 5  # several rounds of the refinement
+    ours = refine(gsm_vectors, start, seed=0, progress=False)
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
+
+
+@pytest.mark.unit
+def test_clustering_predict_and_same_partition(gsm_vectors):
+    from crowdselect_hf.clustering import fit_kmeans, same_partition
+
+    c = fit_kmeans(gsm_vectors[:300], n_clusters=4, seed=0, n_init=3, progress=False)
+    np.testing.assert_array_equal(c.predict(gsm_vectors[300:]), c.estimator.predict(gsm_vectors[300:]))
+    assert same_partition(c.labels, (c.labels + 1) % 4) and not same_partition(c.labels, np.roll(c.labels, 1))
+    assert not same_partition(np.array([0, 0, 1]), np.array([0, 0]))
+
+
+@pytest.mark.unit
+def test_the_selection_map_is_sklearns_pca(gsm_scored):
+    """The 2-D map of the embeddings in the pool table (numpy) is scikit-learn's PCA of the eligible rows."""
+    from sklearn.decomposition import PCA
+
+    from crowdselect_hf.selection import CrowdSelector
+
+    est = CrowdSelector(k=20, n_clusters=3, n_init=2, cache=False).fit(gsm_scored)
+    table = est.selection_.pool_table()
+    got = np.column_stack([table.column("crowd_map_x").to_numpy(), table.column("crowd_map_y").to_numpy()])
+    X = get_embedder("tfidf").embed(list(gsm_scored["instruction"]))
+    np.testing.assert_allclose(got, PCA(2).fit(X[est.eligible_]).transform(X), atol=1e-5)
+
+
+@pytest.mark.unit
+def test_progress_bars_follow_datasets_switch(gsm_ds, monkeypatch, capsys):
+    import datasets
+
+    import crowdselect_hf.progress as progress
+
+    monkeypatch.setattr(progress, "DELAY_S", 0.0)  # show every bar, however short the step
+    texts = list(gsm_ds["instruction"])
+    TfidfEmbedder(n_components=8).embed(texts)
+    shown = capsys.readouterr().err
+    assert "tf-idf: tokenising" in shown and "lsa: fitting" in shown
+    datasets.disable_progress_bars()
+    try:
+        assert not progress.bars_enabled()
+        TfidfEmbedder(n_components=8).embed(texts)
+        assert capsys.readouterr().err == ""
+    finally:
+        datasets.enable_progress_bars()
+    assert progress.bars_enabled()
+    TfidfEmbedder(n_components=8, progress=False).embed(texts)
+    assert capsys.readouterr().err == ""

@@ -25,7 +25,6 @@ LONG_MODULES: dict[str, str] = {
     # Remove an entry as soon as its module is split; test_long_module_allowlist_is_current fails
     # when an entry is no longer needed.
     "crowd": "one concern: who answered, and finding them in a table (one rule for schemas and examples)",
-    "embeddings": "one concern: the instruction embedders and their cache",
     "generation": "one concern: CrowdGenerator and its two backends",
     "hub": "one concern: curated folders, their Hub repositories, and loading them back",
     "ray": "one concern: the Ray engine (read, stages, write, one-node selection)",
