@@ -5,6 +5,7 @@ headless Chromium."""
 
 import base64
 import json
+import os
 import re
 import shutil
 import struct
@@ -222,12 +223,13 @@ def test_report_is_valid_self_contained_html(published):
     text = report.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
     page = _parse(text)
-    assert page.sections == ["metrics", "score", "map", "quotas", "best", "samples", "summary"]
-    assert page.scripts == 0
+    assert page.sections == SECTION_IDS
+    assert page.scripts == 2  # the map's hover data (JSON) and its few lines of script; nothing else
     assert [t for t in page.tags if t in ("link", "iframe", "object", "embed")] == []
     external = [u for u in page.links if not u.startswith(("data:image/png;base64,", "#"))]
     assert external == [], external
-    assert len(page.imgs) == 4  # metrics, ranking score, map, best answers
+    # metrics, relations, ranking score, answers, map, best answers (no per-member rewards: no family figure)
+    assert len(page.imgs) == 6
     for src in page.imgs:
         data = base64.b64decode(src.split(",", 1)[1], validate=True)
         width, height = _png_size(data)
@@ -246,11 +248,15 @@ def test_report_is_valid_self_contained_html(published):
 @pytest.mark.unit
 def test_instructions_are_escaped(published):
     text = published[3].read_text(encoding="utf-8")
-    assert "<script" not in text
+    assert text.count("<script") == 2 and 'alert("pwned")</script>' not in text and "<script>alert" not in text
     assert "Explain &lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt; &amp; why &quot;quotes&quot; matter" in text
+    # In the hover data (inline JSON) the same text has no <, > or & at all.
+    assert r'Explain \u003cscript\u003ealert(\"pwned\")\u003c/script\u003e \u0026 why' in text
 
 
-QUOTA_HEADER = ["cluster", "pool rows", "candidates", "quota", "selected by quota", "back-filled", "selected", "median score"]
+QUOTA_HEADER = ["cluster", "pool rows", "candidates", "quota", "selected by quota", "back-filled", "selected", "median score",
+                "top terms"]
+SECTION_IDS = ["metrics", "relations", "score", "answers", "families", "map", "quotas", "best", "samples", "rejected", "summary"]
 
 
 def _quota_table(text):
@@ -338,7 +344,7 @@ def test_degraded_inputs_render_with_notes(zoo_scored, zoo_crowd, fake_selection
     cfg, pool = _build_folder(tmp_path, zoo_scored, zoo_crowd, fake_selection, no_map=True, no_clusters=True)
     text = write_report(cfg).read_text(encoding="utf-8")
     page = _parse(text)
-    assert len(page.imgs) == 3  # no map
+    assert len(page.imgs) == 5  # no map, no family figure
     assert "No map: this selection ran without instruction embeddings" in text
     assert "No clusters: this strategy selects over the whole pool" in text
     assert "quota-table" not in page.tables
@@ -436,7 +442,7 @@ def test_report_renders_in_headless_chromium(published, tmp_path):
     assert any(e == "load error: IMG" for e in broken["errors"])
 
     result = _probe(binary, tmp_path, text, "report-probed.html")
-    assert result == {"images": 4, "loaded": 4, "errors": []}
+    assert result == {"images": 6, "loaded": 6, "errors": []}
 
     shot = cfg / "report.png"
     proc = _run_chromium(binary, tmp_path, report.as_uri(), f"--screenshot={shot}", "--window-size=1280,4000",
@@ -450,3 +456,5 @@ def test_report_renders_in_headless_chromium(published, tmp_path):
     # Not a blank page: the dark header and the plots' colours are there.
     assert pixels[:60, :, :3].mean() < 0.35
     assert pixels[:, :, :3].std() > 0.1
+    if os.environ.get("CROWDSELECT_SCREENSHOT_DIR"):  # for a person to look at
+        shutil.copy(shot, os.path.join(os.environ["CROWDSELECT_SCREENSHOT_DIR"], "report.png"))

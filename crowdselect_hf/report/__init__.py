@@ -5,17 +5,29 @@
     <root>/<config>/train-*.parquet               the SFT rows (messages or prompt/completion)
     <root>/<config>/_crowdselect/selection.json   the SelectionRecord (crowdselect_hf.record)
     <root>/<config>/_crowdselect/pool.parquet     one row per pool row: crowd_* metrics, ranking
-                                                  score, cluster, selected/back-filled flags and
-                                                  2-D map coordinates
+                                                  score, cluster, selected/back-filled flags, 2-D
+                                                  map coordinates, best-answer bytes, why it was
+                                                  excluded, the instruction (cut short); in its
+                                                  schema metadata the map's explained variance and
+                                                  each member's reward summary
 
-and writes ``<root>/<config>/report.html``: metric histograms (pool vs selected), the score the
-strategy ranked by, a 2-D map of the instruction embeddings coloured by cluster, the per-cluster
-quota table, how often each crowd member gave the best answer, and a sample of selected rows.
-The selection's numbers come from its record (the same fields the dataset card shows); images
-are embedded PNGs (base64 data URIs); the page loads nothing else and runs no script.
+and writes ``<root>/<config>/report.html``: metric histograms and their rank correlations (pool
+vs selected), the score the strategy ranked by, the best answers' reward and length, reward by
+member size per family, a 2-D map of the instruction embeddings coloured by cluster (with hover
+text), the per-cluster quota table with each cluster's top terms, how often each crowd member gave
+the best answer, a sample of selected rows, and the near-misses and lowest-ranked rows with why
+they lost. The selection's numbers come from its record (the same fields the dataset card shows);
+images are embedded PNGs (base64 data URIs); the page loads nothing else, and its only script is
+the map's hover text. The pool-table columns the report does without (those a pool table of
+crowdselect-hf 0.1.0 lacks, or the selector could not fill) are listed in
+:data:`.data.OPTIONAL_COLUMNS`; without them, and without the schema metadata, it says what it
+cannot show.
 
-Layers: :mod:`.data` reads and shapes (no matplotlib, no HTML), :mod:`.figures` draws PNGs,
-:mod:`.page` writes the HTML, :mod:`.style` holds the colours and the style sheet.
+Layers: :mod:`.data` reads and shapes (no matplotlib, no HTML); :mod:`.labels`, :mod:`.ranking`,
+:mod:`.summaries` and :mod:`.hover` compute what the sections state; :mod:`.figures` and
+:mod:`.mapfigure` draw PNGs; :mod:`.sections` and :mod:`.review` write one section each from a
+:class:`.context.ReportContext`; :mod:`.page` assembles them (:data:`.page.SECTIONS`);
+:mod:`.markup` and :mod:`.style` hold the shared HTML pieces, the colours and the style sheet.
 """
 
 from __future__ import annotations
@@ -58,7 +70,8 @@ def write_report(folder_or_config_dir: str | os.PathLike, out: str | os.PathLike
         PosixPath('out/magpie-crowdselect/crowdselect-1k/report.html')
     """
     saved = read_saved(find_config_dir(folder_or_config_dir, config), n_samples)
-    text = render_report(saved.pool, saved.record, saved.samples, title=saved.config_dir.name, plots=plots)
+    text = render_report(saved.pool, saved.record, saved.samples, title=saved.config_dir.name, plots=plots,
+                         instructions=saved.texts, config_dir=saved.config_dir)
     out = Path(out) if out is not None else saved.config_dir / REPORT_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -68,7 +81,8 @@ def write_report(folder_or_config_dir: str | os.PathLike, out: str | os.PathLike
 
 
 def render_report(pool: pa.Table, record: SelectionRecord, sample_rows: Sequence[Mapping[str, Any]] = (),
-                  title: str | None = None, *, plots: bool = True) -> str:
+                  title: str | None = None, *, plots: bool = True, instructions: Mapping[str, str] | None = None,
+                  config_dir: str | os.PathLike | None = None) -> str:
     """The report of ``record`` as one self-contained HTML page.
 
     Args:
@@ -81,6 +95,10 @@ def render_report(pool: pa.Table, record: SelectionRecord, sample_rows: Sequence
             ``instruction``/``response``) plus optional ``crowd_*`` values.
         title: shown in the header; default: the record's config.
         plots: draw the figures (needs matplotlib); ``False`` renders the tables and notes only.
+        instructions: instructions by ``crowd_id`` (e.g. of the training rows) for a pool table
+            without a ``crowd_instruction`` column; they label the clusters and the hover text.
+        config_dir: the config folder the tables were read from, for sections that read files
+            beside the selection.
 
     Example:
         >>> import pyarrow as pa
@@ -96,4 +114,6 @@ def render_report(pool: pa.Table, record: SelectionRecord, sample_rows: Sequence
     """
     if not isinstance(record, SelectionRecord):
         raise TypeError(f"record must be a crowdselect_hf.record.SelectionRecord, got {type(record).__name__}")
-    return render_page(PoolData.from_table(pool), record, sample_rows, title if title is not None else record.config, plots)
+    return render_page(PoolData.from_table(pool, instructions), record, sample_rows,
+                       title if title is not None else record.config, plots,
+                       Path(config_dir) if config_dir is not None else None)

@@ -7,9 +7,13 @@ MUTED = "#616E7C"
 GRID = "#E4E7EB"
 UNCLUSTERED_COLOR = "#C3CAD2"
 CLUSTER_COLORS = (
-    "#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D", "#FF9DA6", "#2F4B7C",
-    "#A0CBE8", "#FFBE7D", "#8CD17D", "#B6992D", "#86BCB6", "#D4A6C8", "#79706E", "#D37295", "#499894", "#BAB0AC",
+    "#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D", "#FF9DA6", "#7869E1",
+    "#B40078", "#FF96FF", "#87780F", "#00694B", "#C3C387", "#00E1A5", "#00C3FF", "#B4B4FF", "#FFB478", "#964B0F",
+    "#962D4B", "#0096FF", "#783C87", "#A5D24B", "#FF69A5", "#4B5A1E", "#1E5AB4", "#87D296", "#D2962D", "#C3004B",
 )
+"""30 qualitative colours: Vega's first nine, then each next one the farthest (CIELAB ΔE76) from
+those before it and from the report's greys and accent, among colours of moderate lightness and
+chroma. Any two are at least ΔE76 23 apart; beyond 30 clusters colours repeat."""
 
 
 def cluster_color(c: int) -> str:
@@ -31,7 +35,7 @@ header .sub { margin: 0 0 18px; color: #CBD2D9; }
   padding: 4px 12px; font-size: 13.5px; white-space: nowrap; }
 .chip .k { color:#F9A66C; margin-right:6px; font-weight:600; }
 nav { background:#fff; border-bottom:1px solid var(--line); position: sticky; top: 0; }
-nav .wrap { display:flex; gap: 22px; padding-top: 10px; padding-bottom: 10px; }
+nav .wrap { display:flex; flex-wrap: wrap; gap: 18px; padding-top: 10px; padding-bottom: 10px; }
 nav a { color: var(--muted); text-decoration:none; font-size: 14px; font-weight: 600; }
 nav a:hover { color: var(--accent); }
 .stats { display:grid; grid-template-columns: repeat(6, 1fr); gap: 14px; margin: 24px 0 8px; }
@@ -67,6 +71,24 @@ table.kv th { text-align:left; padding: 4px 10px; font-size: 13px; text-transfor
 .turn.assistant { border-left: 3px solid var(--accent); padding-left: 10px; }
 .turn.user { border-left: 3px solid var(--pool); padding-left: 10px; }
 .muted { color: var(--muted); }
+table.grid td.terms, .terms { color: var(--muted); font-size: 13px; }
+table.grid td.terms, table.quotas th:last-child { text-align: left; }
+table.rejected tr.group td { background: var(--bg); font-weight: 600; color: var(--ink); padding-top: 10px; }
+table.rejected tr.lowest-selected td { color: var(--accent); }
+table.rejected td.instr { min-width: 260px; white-space: pre-wrap; overflow-wrap: anywhere; font-size: 13px; }
+.card { overflow-x: auto; }
+table.rejected td, table.rejected th { padding: 6px 7px; }
+ul.reasons { columns: 2; column-gap: 28px; margin-bottom: 12px; }
+table.rejected td, table.rejected th { vertical-align: top; }
+table.rejected th:nth-last-child(-n+2) { text-align: left; }
+table.rejected td.why { min-width: 120px; }
+.verdict { background:#FFF3EC; border-left: 4px solid var(--accent); padding: 10px 14px; color: var(--ink) !important;
+  border-radius: 4px; font-weight: 600; }
+.mapbox { position: relative; }
+#map-img { cursor: crosshair; }
+.tip { display:none; position:absolute; z-index: 10; max-width: 460px; background: #1F2933; color:#fff; font-size: 12.5px;
+  line-height: 1.4; padding: 8px 10px; border-radius: 6px; white-space: pre-wrap; pointer-events: none;
+  box-shadow: 0 4px 14px rgba(31,41,51,0.25); }
 footer { color: var(--muted); font-size: 13px; padding: 10px 28px 40px; }
 @media (max-width: 900px) { .stats { grid-template-columns: repeat(3, 1fr); } .two, .samples { grid-template-columns: 1fr; } }
 """
