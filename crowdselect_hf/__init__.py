@@ -46,6 +46,7 @@ _LAZY = {
     "TransformerEmbedder": "embeddings",
     "content_id": "binding",
     "CrowdBinding": "binding",
+    "compare": "compare",
     "curate": "pipeline",
     "ensure_scored": "pipeline",
     "MetricsProvenance": "provenance",
@@ -94,6 +95,7 @@ def __dir__():
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .binding import CrowdBinding, content_id
     from .combine import SelectionError
+    from .compare import compare
     from .crowd import Crowd, CrowdError, Member
     from .demo_data import demo_crowd, demo_pool
     from .embeddings import ColumnEmbedder, EmbeddingCache, TfidfEmbedder, TransformerEmbedder, get_embedder
