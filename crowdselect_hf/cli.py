@@ -3,7 +3,9 @@ dataclasses, and ``main``. The subcommands themselves live in :mod:`crowdselect_
 
 Every subcommand has ``--help``; errors in what you asked for (a missing file, k larger than the
 pool, an unparsable weights string) print one line and exit 1, usage errors exit 2, Ctrl-C exits
-130. Set ``CROWDSELECT_DEBUG=1`` to get the full traceback instead of the one-line message.
+130. Set ``CROWDSELECT_DEBUG=1`` to get the full traceback instead of the one-line message; ``-q``
+silences progress bars and everything but errors, ``-v`` adds the library's INFO log lines.
+``python -m crowdselect_hf`` is the same command.
 
 Example:
     >>> main(["--help"])  # doctest: +ELLIPSIS
@@ -84,17 +86,34 @@ def _add_selection_args(p: argparse.ArgumentParser, k_default: int | None, field
         p.add_argument("--overwrite", action="store_true", help=OutputConfig.__dataclass_fields__["overwrite"].metadata["help"])
 
 
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated flags: ``--config`` must never be read as ``--config-name`` (one flag, one meaning)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
+def _add_loudness(p: argparse.ArgumentParser, default) -> None:
+    loudness = p.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true", default=default, help="no progress bars, only errors")
+    loudness.add_argument("-v", "--verbose", action="store_true", default=default,
+                          help="also log what the library does at INFO (the policies applied, caches used)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .generation import GenerationConfig
     from .rewards import TRUNCATION, RewardConfig
 
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars, only errors")
-    parser = argparse.ArgumentParser(
-        prog="crowdselect", parents=[common],
+    parser = _Parser(
+        prog="crowdselect",
         description="CrowdSelect instruction-data selection (arXiv 2503.01836) for Hugging Face datasets.",
         epilog="Start with `crowdselect demo`; every subcommand has --help.",
     )
+    _add_loudness(parser, default=False)
+    # The subcommands accept -q/-v too; SUPPRESS keeps them from resetting a flag given before the subcommand.
+    common = _Parser(add_help=False)
+    _add_loudness(common, default=argparse.SUPPRESS)
     parser.add_argument("--version", action="version", version=f"crowdselect-hf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -125,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Upload one config (data, selection files, merged card) in one commit; honours HF_TOKEN and HF_ENDPOINT.")
     p.add_argument("folder", metavar="FOLDER", help="a curated folder written by `crowdselect select` (or save_local)")
     p.add_argument("repo_id", metavar="REPO_ID", help="the Hub dataset repo, owner/name (created if missing)")
-    p.add_argument("--config-name", required=False, default=None, help="the config to push (default: the folder's only config)")
+    p.add_argument("--config-name", required=False, default=None, help="the curated config to push (default: the folder's only config)")
     p.add_argument("--private", action="store_true", default=None, help="create the repo as private")
     p.add_argument("--revision", help="the branch to commit to (default: main)")
     p.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing to the branch")
@@ -170,10 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true", default=None, help="create the Hub repo as private")
     p.add_argument("--no-overwrite", action="store_true", help="refuse to replace an existing config")
     p.set_defaults(func=cmd_build)
+
+    from .commands import cmd_compare
+    from .compare.options import add_compare_options
+
+    p = sub.add_parser("compare", parents=[common], help="train a student on each config and judge them side by side",
+                       description="Fine-tune one student per curated config (TRL), let each answer the same held-out "
+                                   "prompts, judge them against a baseline config (reward model and/or pairwise LLM "
+                                   "judge, both orders), and write compare.json, the report section and the card block.")
+    add_compare_options(p)
+    p.set_defaults(func=cmd_compare)
     return parser
 
 
-def _configure_output(quiet: bool) -> None:
+def _configure_output(quiet: bool, verbose: bool = False) -> None:
     import datasets
 
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
@@ -181,6 +210,8 @@ def _configure_output(quiet: bool) -> None:
         datasets.disable_progress_bars()
         datasets.logging.set_verbosity_error()
         logging.getLogger("crowdselect_hf").setLevel(logging.ERROR)
+    elif verbose:
+        logging.getLogger("crowdselect_hf").setLevel(logging.INFO)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -189,12 +220,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    _configure_output(args.quiet)
+    _configure_output(args.quiet, args.verbose)
     try:
         return args.func(args)
     except KeyboardInterrupt:
         print("crowdselect: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `crowdselect build --list | head`: the reader has what it wanted
+        sys.stdout = open(os.devnull, "w")
+        return EXIT_OK
     except Exception as e:
         if os.environ.get("CROWDSELECT_DEBUG"):
             raise

@@ -49,23 +49,64 @@ def _crowd(args) -> Any:
 
 def load_input(spec: str, config: str | None = None, split: str | None = None, revision: str | None = None):
     """Open DATASET as a ``datasets.Dataset``: a local file or folder, or a Hub id."""
+    ds = _open_input(spec, config, split, revision)
+    if len(ds) == 0:
+        raise CLIError(f"{spec}: the input has no rows; a crowd table needs at least one instruction")
+    return ds
+
+
+def _parquet_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception as e:  # not Parquet at all: say so in the user's terms
+        raise CLIError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+
+
+def _open_input(spec: str, config: str | None, split: str | None, revision: str | None):
     import datasets
 
-    split = split or "train"
     path = Path(spec).expanduser()
     if path.is_file():
         builder = DATA_SUFFIXES.get(path.suffix.lower())
         if builder is None:
             raise CLIError(f"{spec}: unsupported file type {path.suffix!r} (use {', '.join(DATA_SUFFIXES)})")
+        for flag, value in (("--split", split if split != "train" else None), ("--config", config), ("--revision", revision)):
+            if value is not None:
+                raise CLIError(f"{flag} {value}: {spec} is one file, which has one split and no configs; drop {flag} "
+                               "or pass the folder or Hub dataset it came from")
+        if path.stat().st_size == 0:
+            raise CLIError(f"{spec}: the file is empty; a crowd table needs at least one instruction")
         if builder == "arrow":
             return datasets.Dataset.from_file(str(path))
-        return datasets.load_dataset(builder, data_files=str(path), split="train")
+        if builder == "parquet" and _parquet_rows(path) == 0:
+            raise CLIError(f"{spec}: the Parquet file has no rows; a crowd table needs at least one instruction")
+        try:
+            return datasets.load_dataset(builder, data_files=str(path), split="train")
+        except datasets.exceptions.DatasetGenerationError as e:
+            cause = e.__cause__ or e
+            raise CLIError(f"{spec}: could not read it as {builder} ({str(cause).splitlines()[0]})") from None
+        except ValueError as e:
+            if "corresponds to no data" in str(e):  # datasets' words for a file with a header and no rows
+                raise CLIError(f"{spec}: the file has no rows; a crowd table needs at least one instruction") from None
+            raise
+    split = split or "train"
     if path.is_dir():
-        if (path / "state.json").exists() and (path / "dataset_info.json").exists():
+        if (path / "state.json").exists() or (path / "dataset_dict.json").exists():
             ds = datasets.load_from_disk(str(path))
             if isinstance(ds, datasets.DatasetDict):
+                if split not in ds:
+                    raise CLIError(f"--split {split}: {spec} has the splits {', '.join(ds)}; pass one of them")
                 ds = ds[split]
+            elif split != "train":
+                raise CLIError(f"--split {split}: {spec} is a single saved split; drop --split")
             return ds
+        if config is None:
+            configs = datasets.get_dataset_config_names(str(path))
+            if len(configs) > 1:
+                raise CLIError(f"{spec} holds several configs ({', '.join(configs)}); choose the input's config with "
+                               "--config")
         try:
             return datasets.load_dataset(str(path), config, split=split)
         except ValueError as e:
@@ -154,8 +195,10 @@ def _ray_generate(args) -> int:
 # -- subcommands --------------------------------------------------------------------------------
 
 def cmd_score(args) -> int:
+    from .hub import check_table_out
     from .scoring import score_with_counts
 
+    check_table_out(args.out)  # never over a curated folder, nor under a file
     if args.engine == "ray":
         return _ray_score(args)
     ds = load_input(args.dataset, args.config, args.split, args.revision)
@@ -314,6 +357,9 @@ def cmd_generate(args) -> int:
 
 def _transform(args, on_ray, transform, told) -> int:
     """Load DATASET, transform it (or run the Ray stage instead), write it to --out, and tell."""
+    from .folder import check_table_out
+
+    check_table_out(args.out)
     if args.engine == "ray":
         return on_ray(args)
     out = transform(load_input(args.dataset, args.config, args.split, args.revision))
@@ -337,3 +383,15 @@ def _write_table(ds, out: str) -> None:
         ds.to_parquet(str(path))
     else:
         ds.save_to_disk(str(path))
+
+
+def cmd_compare(args) -> int:
+    from .compare.options import settings_from_args
+    from .compare.run import compare
+
+    done = compare(args.folder, settings=settings_from_args(args), say=None if args.quiet else print,
+                   progress=not args.quiet)
+    if done.record is None:
+        _say(args, f"stopped after {done.stopped_after}; the results so far are cached in {done.out}: run the same "
+                   "command again (without --stop-after) to go on")
+    return EXIT_OK

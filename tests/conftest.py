@@ -5,6 +5,10 @@
 - ``zoo_*``: the AlpacaEval table of ``../shared/data/alpaca_zoo`` (non-commercial: read in place,
   never copied into the project). Its tests skip, with the reason, where it is absent.
 - ``real_table``: both, for tests that hold on any real crowd table.
+
+Every test that uses one of these fixtures is marked ``real_data``: ``pytest -m real_data`` runs
+exactly the tests whose outcome can depend on where ``../shared`` is (``.ci/run`` runs them again
+with ``CROWDSELECT_SHARED`` pointing at an empty folder, as on a plain clone).
 """
 
 import os
@@ -27,6 +31,22 @@ ZOO_DIR = SHARED / "data" / "alpaca_zoo"
 ZOO_REWARD = "weighted_alpaca_eval_gpt4_turbo"
 GSM_DIR = ROOT / "tests" / "data" / "zeroeval_gsm"
 GSM_REWARD = "correct"
+
+
+def reads_real_data(fixturenames) -> bool:
+    """Whether a test with these fixtures reads a real crowd table."""
+    return any(n == "real_table" or n.startswith(("gsm_", "zoo_")) for n in fixturenames)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "real_data: reads a real crowd table (gsm_*, zoo_*, real_table; set by tests/conftest.py)")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if reads_real_data(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_data)
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import datasets
 import pyarrow.parquet as pq
 import pytest
 
-from .conftest import ZOO_REWARD
+from .conftest import GSM_REWARD
 from .tiny_models import save_causal_lm, save_reward_model, word_tokenizer, words_of
 
 pytestmark = pytest.mark.slow
@@ -27,9 +27,14 @@ def run(*args, cwd=None, env=None):
     return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=600)
 
 
+PYTHON_SPEAK = ("Traceback", "=True", "=False", "config=", "overwrite=")
+
+
 def assert_one_line_error(result, *fragments):
+    """A failed run that says why in one line, in the CLI's words (flags, not keyword arguments)."""
     assert result.returncode != 0
-    assert "Traceback" not in result.stderr
+    for python_word in PYTHON_SPEAK:
+        assert python_word not in result.stderr, (python_word, result.stderr)
     last = result.stderr.strip().splitlines()[-1]
     assert "error:" in last
     for fragment in fragments:
@@ -37,9 +42,10 @@ def assert_one_line_error(result, *fragments):
 
 
 @pytest.fixture(scope="module")
-def zoo_parquet(zoo_ds, tmp_path_factory):
-    path = tmp_path_factory.mktemp("cli-data") / "zoo-120.parquet"
-    zoo_ds.select(range(120)).to_parquet(str(path))
+def gsm_parquet(gsm_ds, tmp_path_factory):
+    """The first 120 questions of the shipped GSM8K crowd table, as a user's Parquet file."""
+    path = tmp_path_factory.mktemp("cli-data") / "gsm-120.parquet"
+    gsm_ds.select(range(120)).to_parquet(str(path))
     return path
 
 
@@ -54,6 +60,52 @@ def test_help_of_every_subcommand():
         assert f"crowdselect {sub}" in result.stdout and "--quiet" in result.stdout
     no_command = run()
     assert no_command.returncode == 2 and "COMMAND" in no_command.stdout
+
+
+def _subparsers():
+    import argparse
+
+    from crowdselect_hf.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return parser, sub.choices
+
+
+def test_every_subcommand_and_option_has_help_text():
+    import argparse
+
+    parser, commands = _subparsers()
+    assert set(commands) >= set(SUBCOMMANDS)
+    for name, sub in [("crowdselect", parser), *commands.items()]:
+        assert sub.description, f"{name} has no description"
+        for action in sub._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction, argparse._VersionAction)):
+                continue
+            text = (action.help or "").strip()
+            assert text and text != argparse.SUPPRESS, f"{name} {action.option_strings or action.dest} has no help text"
+
+
+def test_a_flag_means_one_thing_in_every_subcommand():
+    """--config is always the input's subset and --config-name always the curated config; no abbreviations."""
+    _, commands = _subparsers()
+    for name, sub in commands.items():
+        assert not sub.allow_abbrev, name
+        flags = {flag: action.help for action in sub._actions for flag in action.option_strings}
+        if "--config" in flags:
+            assert "input" in flags["--config"], (name, flags["--config"])
+        if "--config-name" in flags:
+            assert "curated config" in flags["--config-name"], (name, flags["--config-name"])
+
+
+def test_python_m_and_verbose(tmp_path, gsm_parquet):
+    result = subprocess.run([sys.executable, "-m", "crowdselect_hf", "-v", "score", str(gsm_parquet), "--out",
+                             str(tmp_path / "s.parquet")], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "scored 120 rows" in result.stdout and "INFO crowdselect_hf" in result.stderr
+    quiet = run("score", gsm_parquet, "--out", tmp_path / "q.parquet", "-q")
+    assert quiet.returncode == 0 and quiet.stdout == "" and "INFO" not in quiet.stderr
 
 
 def test_demo_from_an_empty_folder_offline(tmp_path):
@@ -74,17 +126,17 @@ def test_demo_from_an_empty_folder_offline(tmp_path):
     assert len(datasets.load_dataset(str(out), "crowdselect-demo", split="train")) == 100
 
 
-def test_score_select_report_load(tmp_path, zoo_parquet, zoo_dir):
-    crowd_file = zoo_dir / "models.json"
+def test_score_select_report_load(tmp_path, gsm_parquet, gsm_dir):
+    crowd_file = gsm_dir / "models.json"
     scored = tmp_path / "scored.parquet"
-    result = run("score", zoo_parquet, "--crowd", crowd_file, "--reward", ZOO_REWARD, "--out", scored)
+    result = run("score", gsm_parquet, "--crowd", crowd_file, "--reward", GSM_REWARD, "--out", scored)
     assert result.returncode == 0, result.stderr
     assert "scored 120 rows" in result.stdout and "policies:" in result.stdout
     table = pq.read_table(scored)
     assert {"crowd_difficulty", "crowd_stability", "crowd_best_model"} <= set(table.column_names)
 
     result = run("select", scored, "--k", 30, "--n-clusters", 3, "--weights", "1,1,2", "--out", tmp_path / "cur",
-                 "--config-name", "cs-30", "--crowd", crowd_file, "--reward", ZOO_REWARD)
+                 "--config-name", "cs-30", "--crowd", crowd_file, "--reward", GSM_REWARD)
     assert result.returncode == 0, result.stderr
     assert "selected 30 of 120 rows" in result.stdout
     rows = datasets.load_dataset(str(tmp_path / "cur"), "cs-30", split="train")
@@ -92,7 +144,7 @@ def test_score_select_report_load(tmp_path, zoo_parquet, zoo_dir):
     selection = json.loads((tmp_path / "cur" / "cs-30" / "_crowdselect" / "selection.json").read_text())
     assert selection["k"] == 30 and selection["clustering"]["n_clusters"] == 3
 
-    baseline = run("select", zoo_parquet, "--k", 10, "--strategy", "reward-top", "--out", tmp_path / "cur",
+    baseline = run("select", gsm_parquet, "--k", 10, "--strategy", "reward-top", "--out", tmp_path / "cur",
                    "--format", "prompt-completion", "--no-report", "--quiet")
     assert baseline.returncode == 0 and baseline.stdout == ""
     assert sorted(datasets.get_dataset_config_names(str(tmp_path / "cur"))) == ["cs-30", "reward-top-10"]
@@ -101,7 +153,12 @@ def test_score_select_report_load(tmp_path, zoo_parquet, zoo_dir):
     assert report.returncode == 0, report.stderr
     assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
 
-    loaded = run("load", tmp_path / "cur", "--config", "cs-30", "--head", 2)
+    again = run("select", scored, "--k", 30, "--n-clusters", 3, "--out", tmp_path / "cur", "--config-name", "cs-30")
+    assert_one_line_error(again, "cs-30", "--overwrite")
+    assert_one_line_error(run("select", tmp_path / "cur", "--k", 10), "cs-30", "reward-top-10", "--config")
+    ambiguous = run("load", tmp_path / "cur")
+    assert_one_line_error(ambiguous, "cs-30", "reward-top-10", "--config-name")
+    loaded = run("load", tmp_path / "cur", "--config-name", "cs-30", "--head", 2)
     assert loaded.returncode == 0, loaded.stderr
     assert "num_rows: 30" in loaded.stdout and loaded.stdout.count('"crowd_id"') == 2
 
@@ -127,18 +184,23 @@ def test_reward_and_generate_with_tiny_models(tmp_path):
     assert len(scores) == 3 and all(isinstance(s, float) for s in scores)
 
 
-def test_bad_arguments_give_one_line_errors(tmp_path, zoo_parquet):
+def test_bad_arguments_give_one_line_errors(tmp_path, gsm_parquet):
     assert_one_line_error(run("score", tmp_path / "missing.parquet", "--out", tmp_path / "o.parquet"), "no such file or folder")
-    assert_one_line_error(run("select", zoo_parquet, "--k", 5000, "--out", tmp_path / "c"), "more than the 120 usable rows of the pool")
-    bad_weights = run("select", zoo_parquet, "--k", 5, "--weights", "1,x,2")
+    assert_one_line_error(run("select", gsm_parquet, "--k", 5000, "--out", tmp_path / "c"), "more than the 120 usable rows of the pool")
+    bad_weights = run("select", gsm_parquet, "--k", 5, "--weights", "1,x,2")
     assert bad_weights.returncode == 2 and "Traceback" not in bad_weights.stderr
     assert "weights must be three numbers" in bad_weights.stderr.strip().splitlines()[-1]
-    assert_one_line_error(run("select", zoo_parquet, "--k", 5, "--crowd", "no-such-preset"), "neither a file nor a preset")
+    assert_one_line_error(run("select", gsm_parquet, "--k", 5, "--crowd", "no-such-preset"), "neither a file nor a preset")
     assert_one_line_error(run("load", "no-such-recipe-or-repo"))
     assert_one_line_error(run("report", tmp_path), str(tmp_path))
+    assert_one_line_error(run("score", gsm_parquet, "--split", "test", "--out", tmp_path / "o.parquet"), "--split test", "one file")
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pq.read_table(gsm_parquet).slice(0, 0), empty)
+    assert_one_line_error(run("score", empty, "--out", tmp_path / "o.parquet"), "has no rows")
+    assert_one_line_error(run("select", gsm_parquet, "--k", 0), "--k")
     # pushing offline fails cleanly and says nothing was changed
     cur = tmp_path / "cur"
-    assert run("select", zoo_parquet, "--k", 5, "--strategy", "random", "--out", cur, "--no-report", "-q").returncode == 0
+    assert run("select", gsm_parquet, "--k", 5, "--strategy", "random", "--out", cur, "--no-report", "-q").returncode == 0
     assert_one_line_error(run("push", cur, "me/set", env={"HF_TOKEN": "hf_secret_value"}), "nothing was changed")
 
 

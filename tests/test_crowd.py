@@ -1,5 +1,6 @@
 import json
 import math
+import re
 
 import datasets
 import pyarrow as pa
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.unit
         ("gemma-2-27b-it", "gemma-2-it", 27.0),
         ("Phi-3-mini-128k-instruct", "phi-3-128k-instruct", 3.8),
         ("Phi-3-medium-128k-instruct", "phi-3-128k-instruct", 14.0),
-        ("Mixtral-8x7B-Instruct-v0.1", "mixtral-instruct-v0.1", 56.0),
+        ("Mixtral-8x7B-Instruct-v0.1", "mixtral-instruct-v0.1", 46.7),
         ("SmolLM2-360M-Instruct", "smollm2-instruct", 0.36),
         ("vicuna-13b-v1.5", "vicuna-v1.5", 13.0),
     ],
@@ -48,12 +49,13 @@ def test_magpie_preset_matches_method():
         Crowd.preset("nope")
 
 
-def test_alpaca_models_json_loads_as_is(zoo_dir, zoo_crowd):
-    raw = json.loads((zoo_dir / "models.json").read_text())
-    assert zoo_crowd.names == [m["name"] for m in raw]
-    assert [m.family for m in zoo_crowd] == [m["family"] for m in raw]
-    assert [m.params_b for m in zoo_crowd] == [float(m["params_b"]) for m in raw]
-    assert zoo_crowd.reward == "weighted_alpaca_eval_gpt4_turbo"
+def test_models_json_loads_as_is(real_table):
+    raw = json.loads((real_table.dir / "models.json").read_text())
+    crowd = real_table.crowd
+    assert crowd.names == [m["name"] for m in raw]
+    assert [m.family for m in crowd] == [m["family"] for m in raw]
+    assert [m.params_b for m in crowd] == [float(m["params_b"]) for m in raw]
+    assert crowd.reward == real_table.reward
 
 
 def test_yaml_crowd_file_and_mapping_form(tmp_path):
@@ -93,6 +95,26 @@ def test_infer_wide_on_the_zoo(zoo_ds):
     assert len(crowd) == 15 and crowd.layout == "wide"
     assert crowd.reward == "weighted_alpaca_eval_gpt4_turbo" and crowd.instruction == "instruction"
     assert crowd["FuseChat-Llama-3.1-8B-Instruct"].params_b == 8.0
+
+
+def test_infer_wide_on_gsm(gsm_dir, gsm_ds):
+    crowd = Crowd.infer(gsm_ds)
+    raw = json.loads((gsm_dir / "models.json").read_text())
+    assert crowd.layout == "wide" and crowd.instruction == "instruction"
+    assert crowd.names == [m["name"] for m in raw]  # every struct column with a score, in column order
+    assert crowd.reward == "correct"  # the one numeric field every member shares
+    # Sizes read from names agree with models.json (Mixtral: the published 46.7B total), except
+    # Command-R, whose names state none.
+    for m in raw:
+        expected = math.nan if m["name"].startswith("command-r") else float(m["params_b"])
+        assert crowd[m["name"]].params_b == pytest.approx(expected, nan_ok=True), m["name"]
+    # A provider suffix ("…@together") names where the weights were served, not another family.
+    by_name = {m["name"]: m["family"] for m in raw}
+    served = [n for n in crowd.names if "@" in n]
+    assert served
+    for n in served:
+        siblings = [o for o in crowd.names if o != n and by_name[o] == by_name[n]]
+        assert siblings and all(crowd[o].family == crowd[n].family for o in siblings), n
 
 
 def _features(fields):
@@ -137,19 +159,23 @@ def test_no_crowd_found_lists_columns():
         Crowd.infer(feats)
 
 
-def test_resolve_errors_name_member_and_field(zoo_ds, zoo_crowd):
+def test_resolve_errors_name_member_and_field(real_table):
+    ds, crowd = real_table.ds, real_table.crowd
     with pytest.raises(CrowdError, match=r"crowd member\(s\) \['ghost-7b'\] have no column"):
-        Crowd(members=(*zoo_crowd.members, Member("ghost-7b", "ghost", 7)), reward=zoo_crowd.reward).resolve(zoo_ds)
-    with pytest.raises(CrowdError, match="column 'vicuna-7b' has no reward field 'skywork'; its fields are"):
-        zoo_crowd.with_reward("skywork").resolve(zoo_ds)
+        Crowd(members=(*crowd.members, Member("ghost-7b", "ghost", 7)), reward=crowd.reward).resolve(ds)
+    first = re.escape(ds.column_names[[c in crowd.names for c in ds.column_names].index(True)])
+    with pytest.raises(CrowdError, match=f"column '{first}' has no reward field 'skywork'; its fields are"):
+        crowd.with_reward("skywork").resolve(ds)
 
 
-def test_crowd_pickles_and_hashes_by_value(zoo_crowd):
+def test_crowd_pickles_and_hashes_by_value(real_table):
     import pickle
 
-    again = pickle.loads(pickle.dumps(zoo_crowd))
-    assert again == zoo_crowd and hash(again) == hash(zoo_crowd)
-    assert again["gemma-7b-it"].family == "gemma-it"
+    crowd = real_table.crowd
+    again = pickle.loads(pickle.dumps(crowd))
+    assert again == crowd and hash(again) == hash(crowd)
+    raw = json.loads((real_table.dir / "models.json").read_text())
+    assert [again[m["name"]].family for m in raw] == [m["family"] for m in raw]
 
 
 def test_schema_input_and_to_dict():

@@ -11,7 +11,7 @@ import pytest
 
 import crowdselect_hf as cs
 
-from .conftest import ZOO_REWARD
+from .conftest import GSM_REWARD
 from .tiny_models import save_causal_lm, word_tokenizer, words_of
 
 pytestmark = pytest.mark.slow
@@ -63,10 +63,10 @@ def test_lora_example_trains_an_adapter(curated_folder, tiny_lm, tmp_path):
     assert not (out / "model.safetensors").exists()  # only the adapter is saved
 
 
-def test_pipeline_example_on_a_local_crowd_table(zoo_ds, zoo_dir, tmp_path):
-    pool = tmp_path / "zoo.parquet"
-    zoo_ds.select(range(200)).to_parquet(str(pool))
-    result = run_example("curate.py", "--pool", pool, "--crowd", zoo_dir / "models.json", "--reward", ZOO_REWARD,
+def test_pipeline_example_on_a_local_crowd_table(gsm_ds, gsm_dir, tmp_path):
+    pool = tmp_path / "gsm.parquet"
+    gsm_ds.select(range(200)).to_parquet(str(pool))
+    result = run_example("curate.py", "--pool", pool, "--crowd", gsm_dir / "models.json", "--reward", GSM_REWARD,
                          "--k", 40, "--n-clusters", 4, "--out", tmp_path / "cur")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "40 rows" in result.stdout

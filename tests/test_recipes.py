@@ -74,12 +74,16 @@ def test_bad_recipes_are_clear_errors(tmp_path):
         Recipe.from_file(tmp_path / "f.yaml")
 
 
-def _zoo_recipe(tmp_path, zoo_dir, name, selection):
+# The licence each real crowd table is under (see its NOTICE / README).
+LICENSES = {"zeroeval_gsm": "apache-2.0", "alpaca_zoo": "cc-by-nc-4.0"}
+
+
+def _table_recipe(tmp_path, table, name, selection):
     data = {
-        "name": name, "description": "test recipe on the AlpacaEval zoo",
-        "source": {"dataset": "parquet", "data_files": str(zoo_dir / "zoo.parquet"), "split": "train"},
-        "crowd": {"file": str(zoo_dir / "models.json")}, "reward": "weighted_alpaca_eval_gpt4_turbo",
-        "license": "cc-by-nc-4.0", "format": "messages",
+        "name": name, "description": f"test recipe on the {table.name} crowd table",
+        "source": {"dataset": "parquet", "data_files": str(table.dir / "zoo.parquet"), "split": "train"},
+        "crowd": {"file": str(table.dir / "models.json")}, "reward": table.reward,
+        "license": LICENSES[table.name], "format": "messages",
         "target": {"repo_id": "tester/zoo-sets", "config": name}, "selection": selection,
     }
     folder = tmp_path / "recipes"
@@ -89,10 +93,10 @@ def _zoo_recipe(tmp_path, zoo_dir, name, selection):
 
 
 @pytest.mark.unit
-def test_build_rebuilds_a_recipe_and_load_selected_finds_it(tmp_path, monkeypatch, zoo_dir, zoo_scored, zoo_crowd):
+def test_build_rebuilds_a_recipe_and_load_selected_finds_it(tmp_path, monkeypatch, real_table):
     monkeypatch.setenv("CROWDSELECT_HOME", str(tmp_path / "home"))
-    folder = _zoo_recipe(tmp_path, zoo_dir, "zoo-reward-top-30", {"strategy": "reward-top", "k": 30})
-    _zoo_recipe(tmp_path, zoo_dir, "zoo-crowdselect-40",
+    folder = _table_recipe(tmp_path, real_table, "zoo-reward-top-30", {"strategy": "reward-top", "k": 30})
+    _table_recipe(tmp_path, real_table, "zoo-crowdselect-40",
                 {"strategy": "crowdselect", "k": 40, "n_clusters": 4, "weights": [1, 1, 2], "seed": 3, "n_init": 2})
     monkeypatch.setenv("CROWDSELECT_RECIPES", str(folder))
     assert {"zoo-reward-top-30", "zoo-crowdselect-40", "crowdselect-1k"} <= set(list_recipes())
@@ -101,10 +105,12 @@ def test_build_rebuilds_a_recipe_and_load_selected_finds_it(tmp_path, monkeypatc
     out = local_set_dir("tester/zoo-sets")
     assert result == {"recipe": "zoo-reward-top-30", "folder": str(out), "config": "zoo-reward-top-30", "rows": 30,
                       "dropped": 0, "url": None}
-    # independent check: the 30 rows with the highest best reward (ties by nothing here: values are distinct)
-    rewards = sorted(zoo_scored["crowd_best_reward"], reverse=True)
+    # independent check: the 30 rows with the highest best reward, equal rewards (most of a 0/1
+    # table) by crowd_id, in table order
+    best, ids = list(real_table.scored["crowd_best_reward"]), list(real_table.scored["crowd_id"])
+    ranked = sorted(range(len(ids)), key=lambda i: (-best[i], ids[i]))
     loaded = load_selected("zoo-reward-top-30")
-    assert sorted(loaded["crowd_best_reward"], reverse=True) == pytest.approx(rewards[:30])
+    assert loaded["crowd_id"] == [ids[i] for i in sorted(ranked[:30])]
 
     # the CLI entry point, same recipe machinery, another config in the same folder
     spec = importlib.util.spec_from_file_location("build_script", ROOT / "dataset_scripts" / "build.py")
@@ -117,9 +123,9 @@ def test_build_rebuilds_a_recipe_and_load_selected_finds_it(tmp_path, monkeypatc
     built = block["record"]
     assert (built["strategy"], built["k"], built["clustering"]["n_clusters"], built["weights"], built["seed"]) == (
         "crowdselect", 40, 4, [1.0, 1.0, 2.0], 3)
-    assert block["source"]["dataset"] == "parquet" and built["crowd"]["reward"] == zoo_crowd.reward
-    assert built["metrics"]["reward"] == zoo_crowd.reward  # what the metrics were really computed from
-    assert card.data.license == "cc-by-nc-4.0"
+    assert block["source"]["dataset"] == "parquet" and built["crowd"]["reward"] == real_table.reward
+    assert built["metrics"]["reward"] == real_table.reward  # what the metrics were really computed from
+    assert card.data.license == LICENSES[real_table.name]
     assert len(load_selected("zoo-crowdselect-40")) == 40
     record = json.loads((out / "zoo-crowdselect-40" / "_crowdselect" / "selection.json").read_text())
     assert record["n_selected"] == 40 and record["k"] == 40 and record["config"] == "zoo-crowdselect-40"

@@ -1,4 +1,5 @@
 import hashlib
+import json
 import logging
 import math
 import os
@@ -7,6 +8,7 @@ import sys
 
 import datasets
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from crowdselect_hf import COLUMNS, Crowd, CrowdError, CrowdScore, crowd_report, crowd_score, score
@@ -32,25 +34,27 @@ def _same(a, b):
 
 
 @pytest.fixture(scope="module")
-def five_paths(zoo_ds, zoo_crowd):
-    f = CrowdScore(crowd=zoo_crowd)
-    iterable = zoo_ds.to_iterable_dataset(num_shards=4).map(f)
+def five_paths(real_table):
+    ds, crowd = real_table.ds, real_table.crowd
+    f = CrowdScore(crowd=crowd)
+    iterable = ds.to_iterable_dataset(num_shards=4).map(f)
     return {
-        "score": _columns(score(zoo_ds, crowd=zoo_crowd)),
-        "per-example": _columns(zoo_ds.map(f, load_from_cache_file=False)),
-        "batched": _columns(zoo_ds.map(f, batched=True, batch_size=100, load_from_cache_file=False)),
-        "num_proc=2": _columns(zoo_ds.map(f, num_proc=2, load_from_cache_file=False)),
+        "score": _columns(score(ds, crowd=crowd)),
+        "per-example": _columns(ds.map(f, load_from_cache_file=False)),
+        "batched": _columns(ds.map(f, batched=True, batch_size=100, load_from_cache_file=False)),
+        "num_proc=2": _columns(ds.map(f, num_proc=2, load_from_cache_file=False)),
         "iterable": {c: [row[c] for row in iterable] for c in COLUMNS},
     }
 
 
 @pytest.mark.slow
-def test_every_path_equals_an_independent_scipy_computation(five_paths, zoo_ds, zoo_crowd):
-    names = zoo_crowd.names
-    families = [m.family for m in zoo_crowd]
-    sizes = [m.params_b for m in zoo_crowd]
-    reward = zoo_crowd.reward
-    rows = zoo_ds.select_columns(names + ["instruction"]).to_list()  # decoded independently of our code
+def test_every_path_equals_an_independent_scipy_computation(five_paths, real_table):
+    crowd = real_table.crowd
+    names = crowd.names
+    families = [m.family for m in crowd]
+    sizes = [m.params_b for m in crowd]
+    reward = crowd.reward
+    rows = real_table.ds.select_columns(names + ["instruction"]).to_list()  # decoded independently of our code
     expected = []
     for row in rows:
         rewards = [row[n][reward] for n in names]
@@ -78,86 +82,90 @@ def test_all_paths_agree_exactly(five_paths):
         _same(reference, cols)
 
 
-def test_arrow_formatted_batches_agree(zoo_ds, zoo_crowd, zoo_scored):
-    out = zoo_ds.with_format("arrow").map(CrowdScore(crowd=zoo_crowd), batched=True, batch_size=128).with_format(None)
-    _same(_columns(zoo_scored), _columns(out))
+def test_arrow_formatted_batches_agree(real_table):
+    out = real_table.ds.with_format("arrow").map(CrowdScore(crowd=real_table.crowd), batched=True, batch_size=128)
+    _same(_columns(real_table.scored), _columns(out.with_format(None)))
 
 
-def test_inferred_crowd_gives_the_same_difficulty_and_separability(zoo_ds, zoo_scored):
-    # Names alone put FuseChat 3.1 and 3.2 in different families, so stability may differ,
-    # but everything that does not depend on families must not.
-    inferred = score(zoo_ds)
+def test_inferred_crowd_gives_the_same_difficulty_and_separability(real_table):
+    # Names alone may group members differently from models.json (AlpacaEval: FuseChat 3.1 and
+    # 3.2; GSM8K: command-r and command-r-plus), so stability may differ, but everything that
+    # does not depend on families must not.
+    inferred = score(real_table.ds)
     for c in ("crowd_id", "crowd_difficulty", "crowd_separability", "crowd_best_model", "crowd_n_scored"):
-        assert inferred[c] == zoo_scored[c]
+        assert inferred[c] == real_table.scored[c]
 
 
-def test_score_attaches_columns_without_rewriting_the_input(zoo_ds, zoo_crowd):
-    out = score(zoo_ds, crowd=zoo_crowd)
-    original = zoo_ds.data.table.column("vicuna-7b").chunk(0)
-    attached = out.data.table.column("vicuna-7b").chunk(0)
+def test_score_attaches_columns_without_rewriting_the_input(real_table):
+    ds, crowd = real_table.ds, real_table.crowd
+    out = score(ds, crowd=crowd)
+    original = ds.data.table.column(crowd.names[0]).chunk(0)
+    attached = out.data.table.column(crowd.names[0]).chunk(0)
     # Same memory-mapped buffers: nothing was copied or rewritten.
     assert [b.address for b in original.buffers() if b] == [b.address for b in attached.buffers() if b]
     files = [f["filename"] for f in out.cache_files]
-    assert zoo_ds.cache_files[0]["filename"] in files
-    new = [f for f in files if f not in {c["filename"] for c in zoo_ds.cache_files}]
+    assert ds.cache_files[0]["filename"] in files
+    new = [f for f in files if f not in {c["filename"] for c in ds.cache_files}]
     assert len(new) == 1 and os.path.getsize(new[0]) < 200_000
-    assert out.column_names == zoo_ds.column_names + list(COLUMNS)
+    assert out.column_names == ds.column_names + list(COLUMNS)
 
 
-def test_score_reuses_its_cache_and_replaces_old_columns(zoo_ds, zoo_crowd):
-    first = score(zoo_ds, crowd=zoo_crowd)
-    again = score(zoo_ds, crowd=zoo_crowd)
+def test_score_reuses_its_cache_and_replaces_old_columns(real_table):
+    ds, crowd = real_table.ds, real_table.crowd
+    first = score(ds, crowd=crowd)
+    again = score(ds, crowd=crowd)
     assert first._fingerprint == again._fingerprint
     _same(_columns(first), _columns(again))
-    rescored = score(first, crowd=zoo_crowd)
+    rescored = score(first, crowd=crowd)
     assert rescored.column_names.count("crowd_difficulty") == 1
     _same(_columns(first), _columns(rescored))
-    assert score(zoo_ds, crowd=Crowd(zoo_crowd.members[:4], reward=zoo_crowd.reward))._fingerprint != first._fingerprint
+    assert score(ds, crowd=Crowd(crowd.members[:4], reward=crowd.reward))._fingerprint != first._fingerprint
 
 
-def test_score_keeps_an_indices_mapping(zoo_ds, zoo_crowd, zoo_scored):
-    view = zoo_ds.shuffle(seed=3).select(range(50))
-    out = score(view, crowd=zoo_crowd)
+def test_score_keeps_an_indices_mapping(real_table):
+    view = real_table.ds.shuffle(seed=3).select(range(50))
+    out = score(view, crowd=real_table.crowd)
     assert out._indices is not None and len(out) == 50
-    expected = zoo_scored.shuffle(seed=3).select(range(50))
+    expected = real_table.scored.shuffle(seed=3).select(range(50))
     _same(_columns(expected), _columns(out))
 
 
-def test_score_keeps_the_format(zoo_ds, zoo_crowd):
-    out = score(zoo_ds.with_format("numpy"), crowd=zoo_crowd)
+def test_score_keeps_the_format(gsm_ds, gsm_crowd):
+    out = score(gsm_ds.with_format("numpy"), crowd=gsm_crowd)
     assert out.format["type"] == "numpy"
     assert isinstance(out[:3]["crowd_difficulty"], np.ndarray)
 
 
-def _long_from_wide(zoo_ds, zoo_crowd, n=60, seed=0):
+def _long_from_wide(ds, crowd, n=60, seed=0):
     """UltraFeedback-like layout: members shuffled per row, some missing, some rewards None."""
     rng = np.random.default_rng(seed)
     rows_long, rows_wide = [], []
-    for row in zoo_ds.select(range(n)).to_list():
-        order = rng.permutation(len(zoo_crowd))
+    for row in ds.select(range(n)).to_list():
+        order = rng.permutation(len(crowd))
         completions = []
         wide = {"instruction": row["instruction"]}
         for j in order:
-            name = zoo_crowd.names[j]
+            name = crowd.names[j]
             cell = dict(row[name])
             roll = rng.random()
             if roll < 0.1:
                 wide[name] = None
                 continue
             if roll < 0.2:
-                cell[zoo_crowd.reward] = None
+                cell[crowd.reward] = None
             wide[name] = cell
-            completions.append({"model": name, "response": cell["content"], "score": cell[zoo_crowd.reward]})
+            completions.append({"model": name, "response": cell["content"], "score": cell[crowd.reward]})
         rows_long.append({"instruction": row["instruction"], "completions": completions})
         rows_wide.append(wide)
     return datasets.Dataset.from_list(rows_long), datasets.Dataset.from_list(rows_wide)
 
 
-def test_long_layout_equals_wide(zoo_ds, zoo_crowd):
-    long_ds, wide_ds = _long_from_wide(zoo_ds, zoo_crowd)
-    long_crowd = Crowd(zoo_crowd.members, reward="score", layout="long", column="completions")
-    expected = _columns(score(wide_ds, crowd=zoo_crowd))
-    assert min(expected["crowd_n_scored"]) < 15  # the construction really removed rewards
+def test_long_layout_equals_wide(real_table):
+    crowd = real_table.crowd
+    long_ds, wide_ds = _long_from_wide(real_table.ds, crowd)
+    long_crowd = Crowd(crowd.members, reward="score", layout="long", column="completions")
+    expected = _columns(score(wide_ds, crowd=crowd))
+    assert min(expected["crowd_n_scored"]) < len(crowd)  # the construction really removed rewards
     _same(expected, _columns(score(long_ds, crowd=long_crowd)))
     _same(expected, _columns(long_ds.map(CrowdScore(crowd=long_crowd), batched=True, batch_size=7)))
     _same(expected, _columns(long_ds.map(CrowdScore(crowd=long_crowd))))
@@ -180,17 +188,17 @@ _FINGERPRINT_SCRIPT = """
 import sys
 from datasets.fingerprint import Hasher
 import crowdselect_hf as cs
-crowd = cs.Crowd.from_file(sys.argv[1], reward="weighted_alpaca_eval_gpt4_turbo")
+crowd = cs.Crowd.from_file(sys.argv[1], reward=sys.argv[2])
 f = cs.CrowdScore(crowd=crowd)
-f({"instruction": "warm the instance up", **{m: {"content": "", "weighted_alpaca_eval_gpt4_turbo": 0.5} for m in crowd.names}})
+f({"instruction": "warm the instance up", **{m: {"content": "", crowd.reward: 0.5} for m in crowd.names}})
 print(Hasher.hash(f), Hasher.hash(cs.crowd_score), Hasher.hash(cs.CrowdScore(crowd=crowd, reward="other")))
 """
 
 
 @pytest.mark.slow
-def test_fingerprint_is_identical_across_processes_and_follows_the_config(zoo_dir):
+def test_fingerprint_is_identical_across_processes_and_follows_the_config(gsm_dir, gsm_crowd):
     runs = [
-        subprocess.run([sys.executable, "-c", _FINGERPRINT_SCRIPT, str(zoo_dir / "models.json")],
+        subprocess.run([sys.executable, "-c", _FINGERPRINT_SCRIPT, str(gsm_dir / "models.json"), gsm_crowd.reward],
                        capture_output=True, text=True, check=True).stdout.split()
         for _ in range(2)
     ]
@@ -199,12 +207,12 @@ def test_fingerprint_is_identical_across_processes_and_follows_the_config(zoo_di
     assert len({configured, ready, other_reward}) == 3
 
 
-def test_map_fingerprint_in_process_matches_hasher(zoo_ds, zoo_crowd):
+def test_map_fingerprint_in_process_matches_hasher(gsm_ds, gsm_crowd):
     from datasets.fingerprint import Hasher
 
-    f = CrowdScore(crowd=zoo_crowd)
+    f = CrowdScore(crowd=gsm_crowd)
     before = Hasher.hash(f)
-    zoo_ds.select(range(5)).map(f)  # using it must not change its fingerprint
+    gsm_ds.select(range(5)).map(f)  # using it must not change its fingerprint
     assert Hasher.hash(f) == before
 
 
@@ -214,18 +222,19 @@ def _tiny(rows):
     return datasets.Dataset.from_list(rows)
 
 
-def test_empty_dataset(zoo_ds):
+def test_empty_dataset(gsm_ds):
     with pytest.raises(CrowdError, match="the dataset is empty"):
-        score(zoo_ds.select([]))
+        score(gsm_ds.select([]))
 
 
-def test_missing_member_and_reward(zoo_ds, zoo_crowd):
-    with pytest.raises(CrowdError, match=r"crowd member\(s\) \['vicuna-33b'\] have no column"):
-        score(zoo_ds, crowd=Crowd(members=(*zoo_crowd.members, ("vicuna-33b", "vicuna", 33)), reward=zoo_crowd.reward))
+def test_missing_member_and_reward(gsm_ds, gsm_crowd):
+    ghost = ("Qwen2-1.5B-Instruct", "qwen2-instruct", 1.5)  # a Qwen2 size this table does not have
+    with pytest.raises(CrowdError, match=r"crowd member\(s\) \['Qwen2-1\.5B-Instruct'\] have no column"):
+        score(gsm_ds, crowd=Crowd(members=(*gsm_crowd.members, ghost), reward=gsm_crowd.reward))
     with pytest.raises(CrowdError, match="reward field 'nope' is not a field of every crowd member"):
-        score(zoo_ds, reward="nope")
-    with pytest.raises(CrowdError, match="column 'vicuna-7b' has no reward field 'nope'"):
-        zoo_ds.select(range(2)).map(CrowdScore(crowd=zoo_crowd, reward="nope"))
+        score(gsm_ds, reward="nope")
+    with pytest.raises(CrowdError, match="column 'Qwen2-7B-Instruct' has no reward field 'nope'"):
+        gsm_ds.select(range(2)).map(CrowdScore(crowd=gsm_crowd, reward="nope"))
 
 
 def test_non_numeric_reward():
@@ -244,9 +253,9 @@ def test_no_recognisable_crowd_and_no_instruction():
         _tiny([{"text": "x", "a-1b": {"content": "r", "s": 1.0}}]).map(crowd_score)
 
 
-def test_iterable_dataset_is_refused_by_score_with_the_alternative(zoo_ds):
+def test_iterable_dataset_is_refused_by_score_with_the_alternative(gsm_ds):
     with pytest.raises(TypeError, match="use ds.map\\(crowd_score, batched=True\\)"):
-        score(zoo_ds.to_iterable_dataset())
+        score(gsm_ds.to_iterable_dataset())
 
 
 # -- policies: counted, logged once, available ------------------------------------------------
@@ -289,3 +298,100 @@ def test_policy_counts_are_logged_once_and_available(zoo_ds, zoo_crowd, caplog):
     assert len(ours) == 1 and ours[0].levelno == logging.INFO  # once per transform, not per batch
     assert f.counts_ == counts
     _same(_columns(out), _columns(mapped))
+
+
+# -- the tie policies on a real 0/1 table (GSM8K: every reward is 0 or 1) ----------------------
+
+def _gsm_matrix(gsm_dir):
+    """(names, families, sizes, ``[rows, members]`` 0/1 matrix) read with pyarrow from the shipped
+    files, without crowdselect_hf."""
+    members = json.loads((gsm_dir / "models.json").read_text())
+    names = [m["name"] for m in members]
+    table = pq.read_table(gsm_dir / "zoo.parquet", columns=names)
+    R = np.column_stack([table[n].combine_chunks().field("correct").to_numpy(zero_copy_only=False) for n in names])
+    return names, [m["family"] for m in members], [float(m["params_b"]) for m in members], R.astype(float)
+
+
+def _expected_policy_counts(R, families):
+    """METHOD.md's stability policies, re-counted one (row, family) pair at a time."""
+    usable = np.isfinite(R)
+    too_few = tied = no_stability = 0
+    multi = [[j for j, f in enumerate(families) if f == fam] for fam in dict.fromkeys(families)]
+    multi = [js for js in multi if len(js) >= 2]
+    for i in range(len(R)):
+        if not usable[i].any():
+            continue
+        untied = 0
+        for js in multi:
+            vals = [R[i, j] for j in js if usable[i, j]]
+            if len(vals) < 2:
+                too_few += 1
+            elif len(set(vals)) < 2:
+                tied += 1
+            else:
+                untied += 1
+        no_stability += untied == 0
+    return too_few, tied, no_stability, len(dict.fromkeys(families)) - len(multi)
+
+
+def test_zero_variance_and_tied_rows_follow_the_documented_policies(gsm_dir, gsm_ds, gsm_crowd, gsm_scored, caplog):
+    names, families, sizes, R = _gsm_matrix(gsm_dir)
+    assert set(np.unique(R)) == {0.0, 1.0}
+    constant = np.flatnonzero(R.min(axis=1) == R.max(axis=1))  # every member right, or every member wrong
+    assert {R[i, 0] for i in constant} == {0.0, 1.0}  # both kinds are in the table: the policies show
+    got = {c: np.asarray(gsm_scored[c], dtype=float) for c in FLOAT_COLUMNS}
+    # Zero variance: separability exactly 0, difficulty −(the common score), every family tied so
+    # no stability (NaN, no family used), and the best answer is the member whose name sorts first.
+    assert (got["crowd_separability"][constant] == 0).all()
+    assert (got["crowd_separability"][np.setdiff1d(np.arange(len(R)), constant)] > 0).all()
+    np.testing.assert_array_equal(got["crowd_difficulty"][constant], -R[constant, 0])
+    assert np.isnan(got["crowd_stability"][constant]).all()
+    assert (np.asarray(gsm_scored["crowd_n_families"])[constant] == 0).all()
+    # Ties for the best answer, on every row: the lowest name among the members with the top score.
+    expected_best = [min(n for n, r in zip(names, row) if r == row.max()) for row in R]
+    assert gsm_scored["crowd_best_model"] == expected_best
+    np.testing.assert_array_equal(got["crowd_best_reward"], R.max(axis=1))
+    # Families whose members all scored alike are left out of stability; a row with none left has NaN.
+    too_few, tied, no_stability, single = _expected_policy_counts(R, families)
+    counts = crowd_report(gsm_ds, crowd=gsm_crowd)
+    assert (counts.family_rows_too_few, counts.family_rows_tied, counts.rows_no_stability) == (too_few, tied, no_stability)
+    assert counts.single_member_families == single and counts.rows_no_usable_reward == 0
+    assert int(np.isnan(got["crowd_stability"]).sum()) == no_stability > len(constant)
+    # Expected policies: one INFO line per run, never a WARNING.
+    with caplog.at_level(logging.INFO, logger="crowdselect_hf"):
+        score(gsm_ds.select(range(100)), crowd=gsm_crowd)
+    ours = [r for r in caplog.records if r.name.startswith("crowdselect_hf")]
+    assert len(ours) == 1 and ours[0].levelno == logging.INFO and "family rows tied" in ours[0].getMessage()
+
+
+def test_gaps_on_a_tied_table_are_counted_against_a_recount(gsm_dir, gsm_ds, gsm_crowd):
+    names, families, sizes, R = _gsm_matrix(gsm_dir)
+    pair = next(fam for fam in dict.fromkeys(families) if families.count(fam) == 2)
+    a, b = (n for n, f in zip(names, families) if f == pair)  # a two-member family
+
+    def knock_out(row, idx):
+        if idx % 10 == 0:
+            row[a] = {**row[a], "correct": None}
+        if idx % 50 == 0:
+            row[b] = {**row[b], "correct": float("nan")}
+        if idx == 3:
+            for m in names:
+                row[m] = {**row[m], "correct": None}
+        return row
+
+    gappy = gsm_ds.select(range(100)).map(knock_out, with_indices=True)
+    Rg = R[:100].copy()
+    Rg[::10, names.index(a)] = np.nan
+    Rg[::50, names.index(b)] = np.nan
+    Rg[3] = np.nan
+    counts = crowd_report(gappy, crowd=gsm_crowd)
+    too_few, tied, no_stability, _ = _expected_policy_counts(Rg, families)
+    usable = np.isfinite(Rg)
+    assert counts.rows_no_usable_reward == int((~usable.any(axis=1)).sum()) == 1
+    assert counts.rewards_unusable == int((~usable).sum())
+    assert counts.rows_partially_scored == int((usable.any(axis=1) & ~usable.all(axis=1)).sum())
+    assert (counts.family_rows_too_few, counts.family_rows_tied, counts.rows_no_stability) == (too_few, tied, no_stability)
+    out = score(gappy, crowd=gsm_crowd)
+    expected = np.array([reference_row(list(r), families, sizes) for r in Rg], dtype=float)
+    for j, c in enumerate(FLOAT_COLUMNS):
+        np.testing.assert_allclose(np.asarray(out[c], dtype=float), expected[:, j], rtol=0, atol=1e-12, err_msg=c)

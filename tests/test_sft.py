@@ -10,38 +10,40 @@ from crowdselect_hf.binding import CrowdBinding
 from crowdselect_hf.sft import FORMATS, sft_example, to_sft
 
 
-def _expected_pairs(zoo_dir, scored):
+def _expected_pairs(table_dir, scored):
     """(instruction, best response) per row, read straight from the parquet file and the
     reward values, independently of to_sft."""
-    table = pq.read_table(zoo_dir / "zoo.parquet").to_pylist()
+    table = pq.read_table(table_dir / "zoo.parquet").to_pylist()
     best = scored["crowd_best_model"]
     return [(row["instruction"], row[b]["content"]) for row, b in zip(table, best)]
 
 
 @pytest.mark.unit
-def test_messages_hold_instruction_and_best_response(zoo_dir, zoo_scored, zoo_crowd):
-    sft = to_sft(zoo_scored)
-    scored_cols = [c for c in zoo_scored.column_names if c.startswith("crowd_")]
+def test_messages_hold_instruction_and_best_response(real_table):
+    scored, crowd = real_table.scored, real_table.crowd
+    sft = to_sft(scored)
+    scored_cols = [c for c in scored.column_names if c.startswith("crowd_")]
     assert sft.column_names == ["messages", *scored_cols]
-    assert not set(zoo_crowd.names) & set(sft.column_names)
-    expected = _expected_pairs(zoo_dir, zoo_scored)
-    assert len(sft) == len(expected) == 805
+    assert not set(crowd.names) & set(sft.column_names)
+    expected = _expected_pairs(real_table.dir, scored)
+    assert len(sft) == len(expected) == pq.ParquetFile(real_table.dir / "zoo.parquet").metadata.num_rows
     for got, (instruction, response) in zip(sft["messages"], expected):
         assert got == [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
-    # the best model is really the arg-max of the reward (recomputed here)
-    table = pq.read_table(zoo_dir / "zoo.parquet").to_pylist()
-    for row, best in zip(table[:50], zoo_scored["crowd_best_model"][:50]):
-        rewards = {m: row[m][zoo_crowd.reward] for m in zoo_crowd.names}
-        assert rewards[best] == max(r for r in rewards.values() if r is not None)
-    assert sft["crowd_id"] == zoo_scored["crowd_id"]
+    # the best model is really the arg-max of the reward, ties to the name that sorts first (recomputed here)
+    table = pq.read_table(real_table.dir / "zoo.parquet").to_pylist()
+    for row, best in zip(table, scored["crowd_best_model"]):
+        rewards = {m: row[m][crowd.reward] for m in crowd.names if row[m][crowd.reward] is not None}
+        assert best == min(m for m, r in rewards.items() if r == max(rewards.values()))
+    assert sft["crowd_id"] == scored["crowd_id"]
 
 
 @pytest.mark.unit
-def test_prompt_completion_and_no_metrics(zoo_dir, zoo_scored):
-    sub = zoo_scored.select(range(0, 805, 7))
+def test_prompt_completion_and_no_metrics(real_table):
+    scored = real_table.scored
+    sub = scored.select(range(0, len(scored), 7))
     sft = to_sft(sub, format="prompt-completion", keep_metrics=False)
     assert sft.column_names == ["prompt", "completion"]
-    expected = [p for i, p in enumerate(_expected_pairs(zoo_dir, zoo_scored)) if i % 7 == 0]
+    expected = [p for i, p in enumerate(_expected_pairs(real_table.dir, scored)) if i % 7 == 0]
     for prompt, completion, (instruction, response) in zip(sft["prompt"], sft["completion"], expected):
         assert prompt == [{"role": "user", "content": instruction}]
         assert completion == [{"role": "assistant", "content": response}]
@@ -49,19 +51,20 @@ def test_prompt_completion_and_no_metrics(zoo_dir, zoo_scored):
 
 
 @pytest.mark.unit
-def test_long_layout_gives_the_same_rows_as_wide(zoo_ds, zoo_crowd):
-    rows = zoo_ds.select(range(40)).to_list()
+def test_long_layout_gives_the_same_rows_as_wide(real_table):
+    ds, crowd = real_table.ds, real_table.crowd
+    rows = ds.select(range(40)).to_list()
     rng = np.random.default_rng(1)
     long_rows = []
     for row in rows:
-        order = rng.permutation(len(zoo_crowd))
+        order = rng.permutation(len(crowd))
         long_rows.append({"instruction": row["instruction"], "source": "x", "completions": [
-            {"model": zoo_crowd.names[j], "response": row[zoo_crowd.names[j]]["content"],
-             "score": row[zoo_crowd.names[j]][zoo_crowd.reward]} for j in order]})
+            {"model": crowd.names[j], "response": row[crowd.names[j]]["content"],
+             "score": row[crowd.names[j]][crowd.reward]} for j in order]})
     long_ds = datasets.Dataset.from_list(long_rows)
-    long_crowd = Crowd(zoo_crowd.members, reward="score", layout="long", column="completions", content_key="response")
+    long_crowd = Crowd(crowd.members, reward="score", layout="long", column="completions", content_key="response")
     long_sft = to_sft(score(long_ds, crowd=long_crowd), crowd=long_crowd)
-    wide_sft = to_sft(score(zoo_ds.select(range(40)), crowd=zoo_crowd))
+    wide_sft = to_sft(score(ds.select(range(40)), crowd=crowd))
     assert long_sft.column_names == wide_sft.column_names  # the list column and "source" are gone
     assert long_sft["messages"] == wide_sft["messages"]
     # without a crowd, the layout is found from the columns
@@ -70,14 +73,15 @@ def test_long_layout_gives_the_same_rows_as_wide(zoo_ds, zoo_crowd):
 
 
 @pytest.mark.unit
-def test_empty_best_responses_are_dropped_and_reported(zoo_ds, zoo_crowd, caplog):
-    rows = zoo_ds.select(range(30)).to_list()
-    scored_rows = score(zoo_ds.select(range(30)), crowd=zoo_crowd)["crowd_best_model"]
+def test_empty_best_responses_are_dropped_and_reported(real_table, caplog):
+    crowd = real_table.crowd
+    rows = real_table.ds.select(range(30)).to_list()
+    scored_rows = score(real_table.ds.select(range(30)), crowd=crowd)["crowd_best_model"]
     for i in (3, 11):
         rows[i][scored_rows[i]]["content"] = "   "
-    for name in zoo_crowd.names:  # row 20: no usable reward at all
-        rows[20][name][zoo_crowd.reward] = None
-    ds = score(datasets.Dataset.from_list(rows, features=zoo_ds.features), crowd=zoo_crowd)
+    for name in crowd.names:  # row 20: no usable reward at all
+        rows[20][name][crowd.reward] = None
+    ds = score(datasets.Dataset.from_list(rows, features=real_table.ds.features), crowd=crowd)
     assert ds["crowd_best_model"][20] is None
     with caplog.at_level(logging.WARNING, logger="crowdselect_hf.sft"):
         sft, dropped = to_sft(ds, return_dropped=True)
@@ -96,12 +100,12 @@ def test_empty_best_responses_are_dropped_and_reported(zoo_ds, zoo_crowd, caplog
 
 
 @pytest.mark.unit
-def test_clear_errors(zoo_ds, zoo_scored):
+def test_clear_errors(gsm_ds, gsm_scored):
     with pytest.raises(CrowdError, match=r"crowd_best_model.*score the dataset first"):
-        to_sft(zoo_ds)
+        to_sft(gsm_ds)
     with pytest.raises(ValueError, match="format must be one of"):
-        to_sft(zoo_scored, format="chatml")
-    broken = zoo_scored.select(range(3)).map(lambda r: {"crowd_best_model": "no-such-model"})
+        to_sft(gsm_scored, format="chatml")
+    broken = gsm_scored.select(range(3)).map(lambda r: {"crowd_best_model": "no-such-model"})
     with pytest.raises(CrowdError, match="no column 'no-such-model'"):
         to_sft(broken)
     assert FORMATS == ("messages", "prompt-completion")
@@ -118,24 +122,24 @@ def test_best_response_long_missing_model_is_an_error():
 
 
 @pytest.mark.unit
-def test_empty_dataset_gives_empty_training_rows(zoo_scored):
+def test_empty_dataset_gives_empty_training_rows(gsm_scored):
     for fmt in FORMATS:
-        sft, dropped = to_sft(zoo_scored.select([]), format=fmt, return_dropped=True)
+        sft, dropped = to_sft(gsm_scored.select([]), format=fmt, return_dropped=True)
         assert len(sft) == 0 and len(dropped) == 0
-        assert sft.column_names == to_sft(zoo_scored.select(range(2)), format=fmt).column_names
+        assert sft.column_names == to_sft(gsm_scored.select(range(2)), format=fmt).column_names
         assert dropped.column_names == ["index", "crowd_id", "crowd_best_model", "reason"]
-    assert to_sft(zoo_scored.select([]), keep_metrics=False).column_names == ["messages"]
+    assert to_sft(gsm_scored.select([]), keep_metrics=False).column_names == ["messages"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_trl_sft_trainer_consumes_both_formats(fmt, zoo_scored, tmp_path):
+def test_trl_sft_trainer_consumes_both_formats(fmt, gsm_scored, tmp_path):
     torch = pytest.importorskip("torch")
     trl = pytest.importorskip("trl")
     from .tiny_models import llama_config, word_tokenizer, words_of
     from transformers import LlamaForCausalLM
 
-    sft = to_sft(zoo_scored.select(range(8)), format=fmt)
+    sft = to_sft(gsm_scored.select(range(8)), format=fmt)
     texts = [m["content"] for row in sft.select_columns([c for c in sft.column_names if not c.startswith("crowd_")])
              for msgs in row.values() for m in msgs]
     tokenizer = word_tokenizer(words_of(texts), max_words=2000)
