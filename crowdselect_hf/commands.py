@@ -15,7 +15,7 @@ from typing import Any
 logger = logging.getLogger("crowdselect_hf")
 
 EXIT_OK = 0
-SELECTION_FIELDS = ("k", "strategy", "n_clusters", "weights", "embedder", "seed", "n_init")
+SELECTION_FIELDS = ("k", "strategy", "n_clusters", "weights", "embedder", "seed", "n_init", "no_cache", "cache_max_gb")
 REWARD_FIELDS = ("reward_name", "batch_size", "max_batch_tokens", "max_length", "truncation", "trust_remote_code")
 GENERATION_FIELDS = ("base_url", "max_new_tokens", "temperature", "seed", "batch_size")
 

@@ -121,18 +121,21 @@ def ensure_scored(ds, crowd: Crowd | None = None, reward: str | None = None):
         >>> ensure_scored(scored) is scored
         True
     """
+    from .metrics import ALGORITHM_VERSION
     from .provenance import MetricsProvenance, read_provenance
     from .scoring import score
 
     asked = crowd.with_reward(reward or crowd.reward) if crowd is not None else None
     provenance = read_provenance(ds) if _has_metrics(ds) else None
     if provenance is not None:
-        if asked is None and reward is None:
-            return ds
-        wanted = MetricsProvenance.of(asked) if asked is not None else replace(provenance, reward=reward)
+        # No request: the recorded crowd and reward, computed by this package's method version.
+        wanted = (MetricsProvenance.of(asked) if asked is not None
+                  else replace(provenance, reward=reward or provenance.reward, method=ALGORITHM_VERSION))
         differs = provenance.differences(wanted)
         if not differs:
             return ds
+        if crowd is None:
+            crowd = provenance.crowd()
     else:
         differs = ["no recorded provenance"] if _has_metrics(ds) else []
     try:

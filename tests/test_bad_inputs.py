@@ -357,3 +357,27 @@ def test_random_bad_tables_get_a_policy_or_a_clear_error(tmp_path_factory, table
     assert loaded["crowd_id"] == sft["crowd_id"]
     assert _table_hash(scored) == scored_hash
     event("saved and loaded")
+
+
+def test_metrics_of_an_older_method_version_are_recomputed_by_the_pipeline(gsm_ds, gsm_crowd, tmp_path):
+    """A table scored by an earlier release (metrics version 2) is re-scored with its recorded
+    crowd by ``curate`` (the CLI's path), not refused, and the fresh provenance is current."""
+    from dataclasses import replace
+
+    from crowdselect_hf.metrics import ALGORITHM_VERSION
+    from crowdselect_hf.pipeline import OutputConfig, SelectionConfig, curate, ensure_scored
+    from crowdselect_hf.provenance import read_provenance
+
+    scored = cs.score(gsm_ds, crowd=gsm_crowd)
+    old = replace(read_provenance(scored), method="2")
+    features = scored.features.copy()
+    features["crowd_id"] = datasets.Value("string", id=old.to_text())
+    stale = scored.cast(features)
+    assert read_provenance(stale).method == "2"
+    with pytest.raises(cs.SelectionError, match="metrics version 2"):
+        cs.crowd_select(stale, k=5, crowd=gsm_crowd)
+    fresh = ensure_scored(stale)
+    assert read_provenance(fresh).method == ALGORITHM_VERSION
+    assert read_provenance(fresh).members == read_provenance(scored).members  # the recorded crowd, not names
+    done = curate(stale, SelectionConfig(k=10, n_clusters=2), OutputConfig(out=str(tmp_path), report=False))
+    assert done.rows == 10
