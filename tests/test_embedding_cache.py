@@ -253,6 +253,10 @@ def test_no_cache_and_the_cap_from_the_selection_config(tmp_path, gsm_crowd):
     scored = score(ds, crowd=gsm_crowd)
     crowd_select(scored, **SelectionConfig(k=20, n_clusters=3, n_init=2, no_cache=True).selector_kwargs())
     assert not list(tmp_path.rglob(FOLDER))
+    # Earlier tests may hold these embeddings in this process's memory layer: start from disk alone.
+    from crowdselect_hf.embedding_cache import default_cache
+
+    default_cache.clear()
     crowd_select(scored, **SelectionConfig(k=20, n_clusters=3, n_init=2).selector_kwargs())
     assert len(entries(cache_dir_for(scored))) == 2
 
