@@ -135,7 +135,7 @@ def ensure_scored(ds, crowd: Crowd | None = None, reward: str | None = None):
         if not differs:
             return ds
         if crowd is None:
-            crowd = provenance.crowd()
+            crowd = provenance.crowd(ds.column_names)
     else:
         differs = ["no recorded provenance"] if _has_metrics(ds) else []
     try:
@@ -213,7 +213,7 @@ def _crowd_of(scored, crowd: Crowd | None, reward: str | None) -> Crowd | None:
     if crowd is None and provenance is not None:
         # The families and sizes the metrics were computed with (say, from a crowd file) define the
         # crowd; inferring them again from the column names could contradict the record.
-        crowd = provenance.crowd()
+        crowd = provenance.crowd(scored.column_names)
     try:
         return CrowdBinding.resolve(scored, crowd, reward, need_reward=False).crowd
     except CrowdError:

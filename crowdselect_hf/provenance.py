@@ -50,12 +50,16 @@ class MetricsProvenance:
                                for m in crowd.members))
         return cls(crowd.reward, members, crowd.layout)
 
-    def crowd(self) -> Any:
+    def crowd(self, columns: Any = ()) -> Any:
         """The :class:`~crowdselect_hf.Crowd` these metrics were computed with (its members,
-        families, sizes, reward and layout; column names are bound again from the table)."""
+        families, sizes, reward and layout; column names are bound again from the table).
+        ``columns``: the table's column names; wide members then come in their column order, the
+        order an inferred crowd has, so sums over members run in the same order (same bits)."""
         from .crowd import Crowd, Member
 
-        members = tuple(Member(name, family, size) for name, family, size in self.members)
+        at = {name: i for i, name in enumerate(columns)}
+        ordered = sorted(self.members, key=lambda m: at.get(m[0], len(at)))
+        members = tuple(Member(name, family, size) for name, family, size in ordered)
         return Crowd(members=members, reward=self.reward, layout=self.layout)
 
     def to_text(self) -> str:
