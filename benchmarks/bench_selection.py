@@ -94,13 +94,27 @@ def synthetic_texts(n: int, seed: int = 0, replace: float = 0.15) -> list[str]:
     return out
 
 
-def pool_path(rows: int) -> Path:
-    return WORK / f"instructions-{rows}" / "scored.parquet"
+def pool_path(rows: int, tag: str = "") -> Path:
+    return WORK / f"instructions-{rows}{tag}" / "scored.parquet"
 
 
-def build_pool(rows: int, seed: int = 0) -> Path:
+def baseline_pool(rows: int, baseline: str) -> Path:
+    """The same pool scored by the baseline's own ``score()`` (its metrics provenance may be of
+    another version, which it would refuse), built in a process that imports the baseline."""
+    path = pool_path(rows, "-baseline")
+    if not path.exists():
+        here = str(Path(__file__).parent)
+        code = f"import sys; sys.path.insert(1, {here!r}); import bench_selection as b; b.build_pool({rows}, tag='-baseline')"
+        subprocess.run([sys.executable, "-c", code], cwd=baseline, env={**os.environ, "PYTHONPATH": baseline}, check=True)
+    # Untimed: datasets converts the Parquet once, as it did for the pool before the "cold" run.
+    load = f"import datasets; datasets.load_dataset('parquet', data_files={str(path)!r}, split='train')"
+    subprocess.run([sys.executable, "-c", load], env=cli_env(), check=True, capture_output=True)
+    return path
+
+
+def build_pool(rows: int, seed: int = 0, tag: str = "") -> Path:
     """The scored crowd table of ``rows`` synthetic instructions (built once)."""
-    path = pool_path(rows)
+    path = pool_path(rows, tag)
     if path.exists():
         return path
     import datasets
@@ -254,14 +268,14 @@ def bench_quality(rows: int, minilm: bool, names: list[str] | None, seeds: int =
 
             judge = get_embedder("minilm", progress=False).embed(texts)
         pairs = [adjusted_rand_score(legacy[a][1], legacy[b][1]) for i, a in enumerate(SEEDS) for b in SEEDS[i + 1:]]
-        base = {"bench": "quality", "corpus": corpus, "rows": len(texts), "n_clusters": 10, **machine()}
+        base = {"bench": "quality", "corpus": corpus, "rows": len(texts), "n_clusters": 10}
         records.append({**base, "embedder": "today: sklearn tfidf + TruncatedSVD256 (all rows)", "seeds": len(SEEDS),
                         "seconds": round(float(np.mean([v[2] for v in legacy.values()])), 2),
                         "seconds_measured_at": json.loads(legacy[SEEDS[0]][3])["load_avg"],
                         "ari_vs_today_mean": round(float(np.mean(pairs)), 4), "ari_vs_today_min": round(float(min(pairs)), 4),
                         "inertia_today_space": round(inertia_in(shared, legacy[SEEDS[0]][1]), 2),
                         **judged(judge, legacy[SEEDS[0]][1]),
-                        "note": "ARI: seed-to-seed among today's seeds"})
+                        "note": "ARI: seed-to-seed among today's seeds", **machine()})
         print(json.dumps(records[-1]), flush=True)
         for label in candidates(42):
             if names and not any(n in label for n in names):
@@ -274,7 +288,7 @@ def bench_quality(rows: int, minilm: bool, names: list[str] | None, seeds: int =
                             "ari_vs_today_mean": round(float(np.mean(ari)), 4), "ari_vs_today_min": round(float(min(ari)), 4),
                             "ari_own_seeds_mean": round(float(np.mean(own)), 4),
                             "inertia_today_space": round(inertia_in(shared, runs[SEEDS[0]][1]), 2),
-                            **judged(judge, runs[SEEDS[0]][1])})
+                            **judged(judge, runs[SEEDS[0]][1]), **machine()})
             print(json.dumps(records[-1]), flush=True)
     return records
 
@@ -337,9 +351,11 @@ def bench_cli(rows: int, runs: list[str], baseline: str | None) -> list[dict]:
             # comes first on sys.path).
             baseline = str(Path(baseline).resolve())
             cmd, run_env, cwd = [sys.executable, "-m", "crowdselect_hf.cli"], {**env, "PYTHONPATH": baseline}, baseline
+            source = baseline_pool(rows, baseline)
         else:
             cmd, run_env, cwd = ([exe] if exe else [sys.executable, "-m", "crowdselect_hf.cli"]), env, None
-        res = timed(cmd + ["select", str(path), "--out", str(out)] + args, run_env, cwd)
+            source = path
+        res = timed(cmd + ["select", str(source), "--out", str(out)] + args, run_env, cwd)
         records.append({"bench": "cli", "run": run, "rows": rows, "args": " ".join(args), "what": what, **res, **machine()})
         print(json.dumps(records[-1]), flush=True)
     return records
