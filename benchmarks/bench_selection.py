@@ -7,6 +7,7 @@ first / cold / warm, each in a new process, and KMeans on given embeddings.
     python benchmarks/bench_selection.py cli --rows 100000       # crowdselect select: first, cold, warm
     python benchmarks/bench_selection.py cli --rows 1000000 --runs first,cold,warm
     python benchmarks/bench_selection.py phases --rows 100000 [--cold]   # where a re-select's time goes
+    python benchmarks/bench_selection.py steps --rows 100000     # TF-IDF, LSA, KMeans one by one
     python benchmarks/bench_selection.py select --rows 100000 --compare   # given 384-d embeddings
     python benchmarks/bench_selection.py minilm [--repeat 2]     # MiniLM texts/s, sorted vs not
 
@@ -415,6 +416,39 @@ def bench_phases(rows: int, cold: bool = False) -> list[dict]:
     return [record]
 
 
+STEPS = r"""
+import json, sys, time
+import numpy as np, pyarrow.parquet as pq
+import datasets, sklearn.base, sklearn.cluster  # imported before, as in the command
+from crowdselect_hf.clustering import fit_kmeans
+from crowdselect_hf.tfidf import lsa, tfidf_matrix
+t = {}
+def timed(name, f):
+    w, c = time.perf_counter(), time.process_time()
+    out = f()
+    t[name] = [round(time.perf_counter() - w, 3), round(time.process_time() - c, 3)]
+    return out
+texts = pq.read_table(sys.argv[1], columns=["instruction"]).column(0)
+M, _ = timed("tf-idf matrix", lambda: tfidf_matrix(texts, progress=False))
+X = timed("lsa (256, fit 20K, 4 iter)", lambda: lsa(M, 256, progress=False))
+X /= np.linalg.norm(X, axis=1, keepdims=True)
+timed("kmeans (auto: sampled)", lambda: fit_kmeans(X, 10, 42, progress=False))
+print(json.dumps(t))
+"""
+
+
+def bench_steps(rows: int) -> list[dict]:
+    """The default embedder's and KMeans' steps, timed one by one in a new process."""
+    proc = subprocess.run([sys.executable, "-c", STEPS, str(build_pool(rows))], env=cli_env(), capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-3000:])
+    record = {"bench": "steps", "rows": rows, "unit": "[wall s, cpu s]", **json.loads(proc.stdout.strip().splitlines()[-1]),
+              **machine()}
+    print(json.dumps(record), flush=True)
+    return [record]
+
+
 # -- KMeans on given embeddings, MiniLM -------------------------------------------------------------------
 
 def synthetic_embeddings(n: int, d: int = 384, blobs: int = 50, seed: int = 0) -> np.ndarray:
@@ -526,6 +560,8 @@ def main(argv=None):
     f = sub.add_parser("phases")
     f.add_argument("--rows", type=int, default=100_000)
     f.add_argument("--cold", action="store_true", help="remove the cached embeddings and clusters first")
+    g = sub.add_parser("steps", help="the default embedder's and KMeans' steps one by one")
+    g.add_argument("--rows", type=int, default=100_000)
     e = sub.add_parser("select")
     e.add_argument("--rows", type=int, default=100_000)
     e.add_argument("--k", type=int, default=1000)
@@ -543,7 +579,7 @@ def main(argv=None):
         runs = "first,cold,warm,warm-strategy,warm-no-report,cold-no-report" + (",today-cold,today-warm" if a.baseline else "")
         stages = [lambda: bench_quality(100_000, minilm=True, names=None, seeds=5, big_seeds=5, fresh=a.fresh),
                   lambda: bench_cli(100_000, runs.split(","), a.baseline),
-                  lambda: bench_phases(100_000, cold=True) + bench_phases(100_000),
+                  lambda: bench_phases(100_000, cold=True) + bench_phases(100_000) + bench_steps(100_000),
                   lambda: bench_select(100_000, True, 1000, "auto")]
         if a.big:
             stages += [lambda: bench_cli(a.big, ["first", "cold", "warm"], None),
@@ -567,6 +603,8 @@ def main(argv=None):
         records = bench_cli(a.rows, a.runs.split(","), a.baseline)
     elif a.cmd == "phases":
         records = bench_phases(a.rows, a.cold)
+    elif a.cmd == "steps":
+        records = bench_steps(a.rows)
     elif a.cmd == "select":
         records = bench_select(a.rows, a.compare, a.k, a.kmeans)
     else:
