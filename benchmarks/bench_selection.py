@@ -12,7 +12,7 @@ first / cold / warm, each in a new process, and KMeans on given embeddings.
     python benchmarks/bench_selection.py minilm [--repeat 2]     # MiniLM texts/s, sorted vs not
 
 ``--baseline DIR`` is a copy of the package before issue 14, for the ``today-*`` runs:
-``git archive 117bc91 crowdselect_hf | tar -x -C DIR``.
+``mkdir -p DIR && git archive 117bc91 crowdselect_hf | tar -x -C DIR``.
 
 Every run appends its records, each with the load average of the machine when it was taken, to
 ``benchmarks/_work/selection-results.json`` (``--results``) and prints them as a table;

@@ -272,3 +272,20 @@ def test_an_embedder_without_identity_stays_in_memory(tmp_path, texts):
     cache.clusters(X, np.arange(len(texts)), n_clusters=3, seed=0, n_init=2, key=key)
     assert cache.embed(emb, texts) is X and emb.calls == 1
     assert entries(tmp_path) == []
+
+
+@pytest.mark.unit
+def test_the_cli_has_no_cache_and_the_cap(capsys):
+    from crowdselect_hf.cli import build_parser
+    from crowdselect_hf.commands import SELECTION_FIELDS
+    from crowdselect_hf.pipeline import SelectionConfig
+
+    parser = build_parser()
+    args = parser.parse_args(["select", "pool.parquet", "--k", "5", "--no-cache", "--cache-max-gb", "2.5"])
+    config = SelectionConfig(**{name: getattr(args, name) for name in SELECTION_FIELDS})
+    assert config.no_cache and config.cache_max_gb == 2.5 and config.selector_kwargs()["cache"] is False
+    assert not parser.parse_args(["select", "pool.parquet", "--k", "5"]).no_cache
+    with pytest.raises(SystemExit):
+        parser.parse_args(["select", "--help"])
+    shown = capsys.readouterr().out
+    assert "--no-cache" in shown and "--cache-max-gb" in shown
