@@ -372,8 +372,6 @@ class phase:
         t[self.name] = [round(time.perf_counter() - self.w, 3), round(time.process_time() - self.c, 3)]
 with phase("import datasets"):
     import datasets
-with phase("import sklearn.base"):
-    import sklearn.base
 with phase("import crowdselect_hf"):
     from crowdselect_hf.commands import load_input
     from crowdselect_hf.pipeline import OutputConfig, _crowd_of, ensure_scored, publish_selection
@@ -389,6 +387,7 @@ with phase("to_sft + save (no report)"):
 with phase("report"):
     from crowdselect_hf.report import write_report
     write_report(sys.argv[2], config="phases")
+t["sklearn imported"] = "sklearn" in sys.modules
 t["sklearn.cluster imported"] = "sklearn.cluster" in sys.modules
 t["sklearn.decomposition imported"] = "sklearn.decomposition" in sys.modules
 t["matplotlib imported"] = "matplotlib" in sys.modules

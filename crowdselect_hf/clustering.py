@@ -4,13 +4,14 @@ The paper clusters with ``KMeans(n_clusters=10, random_state=42, n_init=20)``. T
 restarts cost ~18 s on 100K × 384 on two cores, and scale linearly, so for pools above
 :data:`AUTO_FULL_ROWS` rows :func:`fit_kmeans` runs the ``n_init`` restarts on a random sample of
 :data:`SAMPLE_ROWS` rows, keeps the best, and runs Lloyd once on all rows from its centres
-(``"sampled"``). That lands within a fraction of a percent of the full ``n_init=20`` inertia
-(benchmarks/README.md) for a few percent of the time. ``"minibatch"`` (scikit-learn's
-``MiniBatchKMeans``) is there for pools that do not fit in memory twice.
+(``"sampled"``, numpy only: :mod:`crowdselect_hf.kmeans`). That lands within a fraction of a
+percent of the full ``n_init=20`` inertia (benchmarks/README.md) for a few percent of the time,
+and does not import scikit-learn (2 s). ``"minibatch"`` (scikit-learn's ``MiniBatchKMeans``) is
+there for pools that do not fit in memory twice.
 
-The restarts draw their starts from one random state exactly as scikit-learn's ``n_init`` loop
-does (same initialisations, same winner), then run in parallel threads, one core each, with a
-progress bar; the refinement runs in short rounds of Lloyd iterations so that a bar can follow it.
+``"full"`` draws its restarts' starts from one random state exactly as scikit-learn's ``n_init``
+loop does (same initialisations, same winner), then runs them in parallel threads, one core each,
+with a progress bar.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 from .progress import progress_bar
 
-VERSION = 1
+VERSION = 2
 """Of the algorithms below: part of a cached clustering's key; raise it when results change."""
 ALGORITHMS = ("auto", "full", "sampled", "minibatch")
 AUTO_FULL_ROWS = 20_000
@@ -34,7 +35,6 @@ SMALL_PROBLEM = 2_000_000
 """Matrices with fewer values than this are clustered on one thread."""
 MAX_ITER = 300
 """Lloyd iterations at most (scikit-learn's default)."""
-_ROUND_ITER = 5
 _RESTART_WORKERS = min(4, os.cpu_count() or 1)
 _PREDICT_ROWS = 65_536
 
@@ -48,8 +48,8 @@ class Clustering:
         centers: ``[C, d]`` float32 cluster centres.
         inertia: sum of squared distances of the rows to their centre (over all rows).
         algorithm: the algorithm actually run (``"full"``, ``"sampled"`` or ``"minibatch"``).
-        estimator: the fitted scikit-learn estimator, or ``None`` when the clustering was read
-            back from a cache.
+        estimator: the fitted scikit-learn estimator (``"full"``, ``"minibatch"``), or ``None``
+            (``"sampled"``, or read back from a cache).
     """
 
     labels: np.ndarray
@@ -103,9 +103,6 @@ def fit_kmeans(X: np.ndarray, n_clusters: int = 10, seed: int = 42, algorithm: s
         >>> c.algorithm, sorted(np.bincount(c.labels).tolist())
         ('full', [20, 20])
     """
-    import sklearn.cluster  # noqa: F401  (loads OpenMP and scipy's BLAS before the thread limits below apply)
-    from threadpoolctl import threadpool_limits
-
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown KMeans algorithm {algorithm!r}; choose one of {ALGORITHMS}")
     X = np.asarray(X)
@@ -117,6 +114,11 @@ def fit_kmeans(X: np.ndarray, n_clusters: int = 10, seed: int = 42, algorithm: s
         algorithm = "full" if n <= AUTO_FULL_ROWS else "sampled"
     if algorithm == "sampled" and n <= sample_size:
         algorithm = "full"
+    if algorithm == "sampled":
+        return _sampled(X, n_clusters, seed, n_init, sample_size, progress)
+    import sklearn.cluster  # noqa: F401  (loads OpenMP and scipy's BLAS before the thread limits below apply)
+    from threadpoolctl import threadpool_limits
+
     # Small problems run single-threaded: OpenMP threads spin-waiting on a busy machine made an
     # 805-row KMeans 10x slower with two threads than with one.
     with threadpool_limits(limits=1 if X.size < SMALL_PROBLEM else None):
@@ -128,19 +130,26 @@ def fit_kmeans(X: np.ndarray, n_clusters: int = 10, seed: int = 42, algorithm: s
 
 def _fit(X, n_clusters, seed, algorithm, n_init, sample_size, progress):
     from sklearn.cluster import MiniBatchKMeans
-    from threadpoolctl import threadpool_limits
 
-    n = X.shape[0]
     if algorithm == "full":
         return best_of_inits(X, n_clusters, seed, n_init, progress)
-    if algorithm == "sampled":
-        rng = np.random.default_rng(seed)
-        sample = np.sort(rng.choice(n, size=sample_size, replace=False))
-        # The n_init restarts on the sample are small problems: one thread each is fastest.
-        with threadpool_limits(limits=1):
-            init = best_of_inits(X[sample], n_clusters, seed, n_init, progress).cluster_centers_
-        return refine(X, init, seed, progress)
     return MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=n_init, batch_size=4096).fit(X)
+
+
+def _sampled(X, n_clusters, seed, n_init, sample_size, progress) -> Clustering:
+    """The best of ``n_init`` k-means++ + Lloyd runs on ``sample_size`` random rows, then Lloyd on
+    all rows from its centres (numpy: :mod:`crowdselect_hf.kmeans`)."""
+    from .kmeans import best_of_starts, lloyd
+
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(X.shape[0], size=sample_size, replace=False))
+    S = X[sample].astype(np.float32)
+    with progress_bar(total=n_init, desc="kmeans restarts", unit="init", enabled=progress) as bar:
+        start = best_of_starts(S, n_clusters, seed, n_init, on_restart=lambda: bar.update(1),
+                               workers=_RESTART_WORKERS)
+    with progress_bar(desc="kmeans refinement", unit="iter", enabled=progress) as bar:
+        run = lloyd(X.astype(np.float32, copy=False), start.centers, max_iter=MAX_ITER, on_iteration=lambda: bar.update(1))
+    return Clustering(labels=run.labels, centers=run.centers, inertia=run.inertia, algorithm="sampled")
 
 
 def best_of_inits(X: np.ndarray, n_clusters: int, seed: int, n_init: int, progress: bool = True):
@@ -184,24 +193,6 @@ class _Start:
 
     def __call__(self, X, n_clusters, random_state=None):
         return self.centers.astype(X.dtype, copy=True)
-
-
-def refine(X: np.ndarray, centers: np.ndarray, seed: int, progress: bool = True, max_iter: int = MAX_ITER):
-    """Lloyd's algorithm on all rows of ``X`` from ``centers``, in rounds of a few iterations
-    (each round starts where the last one stopped) until it converges or ``max_iter``; returns
-    the last round's fitted ``KMeans``."""
-    from sklearn.cluster import KMeans
-
-    done = 0
-    with progress_bar(desc="kmeans refinement", unit="iter", enabled=progress) as bar:
-        while True:
-            rounds = min(_ROUND_ITER, max_iter - done)
-            est = KMeans(n_clusters=len(centers), init=centers, n_init=1, max_iter=rounds, random_state=seed).fit(X)
-            done += est.n_iter_
-            bar.update(est.n_iter_)
-            if est.n_iter_ < rounds or done >= max_iter:
-                return est
-            centers = est.cluster_centers_
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:

@@ -33,7 +33,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sklearn.base import BaseEstimator
 
 from .binding import byte_lengths
 from .columns import attach_columns, read_columns
@@ -41,6 +40,7 @@ from .clustering import ALGORITHMS, Clustering, fit_kmeans
 from .combine import METRICS, SelectionError, check_weights, combine, quota_select, top_k
 from .disk_cache import cache_dir_for
 from .embeddings import ColumnEmbedder, EmbeddingCache, default_cache, get_embedder, l2_normalise
+from .estimator import Params
 from .metrics import finite_mean, finite_median
 from .provenance import MetricsProvenance, read_provenance
 from .record import Clustering as ClusteringRecord
@@ -449,7 +449,7 @@ def _member_rewards(ds, crowd: Any, provenance: MetricsProvenance | None,
 
 # -- the estimator -----------------------------------------------------------------------------------
 
-class CrowdSelector(BaseEstimator):
+class CrowdSelector(Params):
     """CrowdSelect as a scikit-learn style estimator over a scored ``datasets.Dataset``.
 
     Args:

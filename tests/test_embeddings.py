@@ -350,17 +350,48 @@ def test_restarts_one_at_a_time_are_sklearns_n_init(gsm_vectors):
 
 
 @pytest.mark.unit
-def test_refinement_in_rounds_is_one_lloyd_run(gsm_vectors):
+def test_numpy_lloyd_is_sklearns_lloyd_from_the_same_start(gsm_vectors):
+    """The "sampled" algorithm's Lloyd (numpy, no scikit-learn import) converges where
+    scikit-learn's does from the same start: same labels, inertia, iterations."""
     from sklearn.cluster import KMeans
 
-    from crowdselect_hf.clustering import refine
+    from crowdselect_hf.kmeans import lloyd
 
-    start = gsm_vectors[::40][:5]
-    ref = KMeans(n_clusters=5, init=start, n_init=1).fit(gsm_vectors)
-    assert ref.n_iter_ > 5  # several rounds of the refinement
-    ours = refine(gsm_vectors, start, seed=0, progress=False)
-    np.testing.assert_array_equal(ours.labels_, ref.labels_)
-    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
+    for start in (gsm_vectors[::40][:5], gsm_vectors[7::31][:8]):
+        ref = KMeans(n_clusters=len(start), init=start, n_init=1, algorithm="lloyd").fit(gsm_vectors)
+        ours = lloyd(gsm_vectors, start)
+        assert ref.n_iter_ > 3  # a real run, not a start that is already converged
+        np.testing.assert_array_equal(ours.labels, ref.labels_)
+        np.testing.assert_allclose(ours.centers, ref.cluster_centers_, rtol=1e-4, atol=1e-6)
+        assert ours.inertia == pytest.approx(ref.inertia_, rel=1e-5)
+        assert ours.n_iter == ref.n_iter_
+
+
+@pytest.mark.unit
+def test_numpy_restarts_reach_sklearns_quality_whatever_the_threads(gsm_vectors):
+    from sklearn.cluster import KMeans
+
+    from crowdselect_hf.kmeans import best_of_starts
+
+    ref = KMeans(n_clusters=6, random_state=0, n_init=10).fit(gsm_vectors)
+    one = best_of_starts(gsm_vectors, 6, seed=0, n_init=10, workers=1)
+    two = best_of_starts(gsm_vectors, 6, seed=0, n_init=10, workers=2)
+    np.testing.assert_array_equal(one.labels, two.labels)
+    assert one.inertia == two.inertia
+    assert one.inertia <= 1.01 * ref.inertia_, (one.inertia, ref.inertia_)
+    assert sorted(set(one.labels.tolist())) == list(range(6))
+
+
+@pytest.mark.unit
+def test_numpy_lloyd_moves_an_empty_cluster_to_the_farthest_row():
+    from crowdselect_hf.kmeans import lloyd
+
+    X = np.array([[0, 0], [0, 1], [10, 0], [10, 1], [50, 50]], dtype=np.float32)
+    # Two identical starts: the second is empty after the first assignment.
+    run = lloyd(X, np.array([[0, 0], [0, 0], [10, 0]], dtype=np.float32))
+    assert np.bincount(run.labels, minlength=3).min() >= 1
+    assert run.labels[4] not in (run.labels[0], run.labels[2])  # (50, 50) took the empty cluster
+    assert run.inertia == pytest.approx(1.0)
 
 
 @pytest.mark.unit
