@@ -6,9 +6,12 @@
   never copied into the project). Its tests skip, with the reason, where it is absent.
 - ``real_table``: both, for tests that hold on any real crowd table.
 
-Every test that uses one of these fixtures is marked ``real_data``: ``pytest -m real_data`` runs
-exactly the tests whose outcome can depend on where ``../shared`` is (``.ci/run`` runs them again
-with ``CROWDSELECT_SHARED`` pointing at an empty folder, as on a plain clone).
+Every test that uses one of these fixtures is marked ``real_data``; those that read the AlpacaEval
+table (a ``zoo_*`` fixture, or ``real_table`` on it) are also marked ``shared_data``: exactly the
+tests whose outcome can depend on where ``../shared`` is, since only these fixtures locate it
+(tests/test_repository.py checks both facts). ``.ci/run`` runs ``-m shared_data`` again with
+``CROWDSELECT_SHARED`` pointing at an empty folder, as on a plain clone: each must skip, with its
+reason, and none may error.
 """
 
 import os
@@ -38,15 +41,25 @@ def reads_real_data(fixturenames) -> bool:
     return any(n == "real_table" or n.startswith(("gsm_", "zoo_")) for n in fixturenames)
 
 
+def reads_shared_data(fixturenames, params) -> bool:
+    """Whether a test with these fixtures (and parameters) reads the AlpacaEval table of ../shared."""
+    return any(n.startswith("zoo_") for n in fixturenames) or (
+        "real_table" in fixturenames and params.get("real_table") == "alpaca_zoo")
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "real_data: reads a real crowd table (gsm_*, zoo_*, real_table; set by tests/conftest.py)")
+    config.addinivalue_line("markers", "shared_data: reads the AlpacaEval table of ../shared (zoo_*, real_table[alpaca_zoo])")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if reads_real_data(getattr(item, "fixturenames", ())):
+        fixtures = getattr(item, "fixturenames", ())
+        if reads_real_data(fixtures):
             item.add_marker(pytest.mark.real_data)
+        if reads_shared_data(fixtures, getattr(getattr(item, "callspec", None), "params", {})):
+            item.add_marker(pytest.mark.shared_data)
 
 
 @pytest.fixture(autouse=True)

@@ -54,7 +54,8 @@ class Probe:
             params = getattr(getattr(item, "callspec", None), "params", {})
             self.items.append({"id": item.nodeid, "fixtures": sorted(getattr(item, "fixturenames", ())),
                                "table": str(params.get("real_table", "")),
-                               "marked": item.get_closest_marker("real_data") is not None})
+                               "marked": item.get_closest_marker("real_data") is not None,
+                               "shared": item.get_closest_marker("shared_data") is not None})
 
 probe = Probe()
 code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "tests"], plugins=[probe])
@@ -90,8 +91,10 @@ def test_most_real_data_tests_run_on_the_shipped_subset(tmp_path):
     counts = f"{len(shipped_only)} tests read only the shipped GSM8K subset, {len(needs_shared)} need ../shared"
     print(counts)
     assert len(shipped_only) > len(needs_shared), counts
-    # The real_data marker (what .ci/run re-runs without ../shared) is exactly the tests that read a table.
+    # The real_data marker is exactly the tests that read a table; shared_data (what .ci/run re-runs
+    # without ../shared) exactly those that read the AlpacaEval one.
     assert [i["id"] for i in items if i["marked"]] == [i["id"] for i in items if reads[i["id"]]]
+    assert sorted(i["id"] for i in items if i["shared"]) == needs_shared
 
 
 def _code_strings(path: Path):
@@ -112,7 +115,7 @@ def _code_strings(path: Path):
 
 
 def test_only_the_fixtures_reach_the_shared_folder():
-    # Why .ci/run may re-run only the real_data tests without ../shared: no other code can see it.
+    # Why .ci/run may re-run only the shared_data tests without ../shared: no other code can see it.
     shared = re.compile(r"(^|[/\\])shared([/\\]|$)|CROWDSELECT_SHARED|conftest\.(SHARED|ZOO_DIR)\b")
     # conftest.py locates it; this file only points CROWDSELECT_SHARED away from it.
     files = [p for p in sorted((ROOT / "tests").glob("*.py")) if p.name not in ("conftest.py", Path(__file__).name)]
@@ -121,7 +124,7 @@ def test_only_the_fixtures_reach_the_shared_folder():
     assert not hits, "only tests/conftest.py may locate ../shared (through the zoo_* fixtures):\n" + "\n".join(hits)
 
 
-def test_ci_runs_the_real_data_tests_again_without_shared():
+def test_ci_runs_the_shared_data_tests_again_without_shared():
     ci = (ROOT / ".ci" / "run").read_text()
     runs = [line.strip() for line in ci.splitlines() if "python -m pytest" in line and not line.lstrip().startswith("#")]
-    assert any("CROWDSELECT_SHARED=" in line and "-m real_data" in line for line in runs), runs
+    assert any("CROWDSELECT_SHARED=" in line and "-m shared_data" in line for line in runs), runs
