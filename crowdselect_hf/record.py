@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 from .version import __version__
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version 1 is the free-form ``selection.json`` of crowdselect-hf 0.1.0."""
 SIDECAR_DIR = "_crowdselect"
 SELECTION_FILE = "selection.json"
@@ -80,6 +80,9 @@ class ClusterCount:
         quota: its share of ``k``.
         picked_by_quota: rows taken by its own quota (≤ quota; fewer when it ran out).
         backfilled: rows of it taken afterwards by back-fill.
+        central_id: ``crowd_id`` of its candidate nearest the cluster's centre in the embedder's
+            space: the instruction that stands for it (``None`` in records before schema 3, or for
+            an empty cluster).
     """
 
     cluster: int
@@ -88,6 +91,7 @@ class ClusterCount:
     quota: int
     picked_by_quota: int
     backfilled: int
+    central_id: str | None = None
 
     @property
     def selected(self) -> int:
@@ -193,9 +197,9 @@ class SelectionRecord:
         version = data.get("schema_version", 1)
         if version == 1:
             data = _from_v1(data)
-        elif version != SCHEMA_VERSION:
+        elif version not in (2, SCHEMA_VERSION):  # 2 lacks only ClusterCount.central_id
             raise RecordError(f"selection record schema version {version!r} is not known to crowdselect-hf "
-                              f"{__version__} (it reads 1 and {SCHEMA_VERSION}); upgrade the package")
+                              f"{__version__} (it reads 1 to {SCHEMA_VERSION}); upgrade the package")
         try:
             clustering = Clustering(**data["clustering"]) if data.get("clustering") else None
             clusters = tuple(ClusterCount(**c) for c in data.get("clusters") or ())

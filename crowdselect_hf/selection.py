@@ -74,7 +74,7 @@ POOL_SCHEMA = pa.schema([
 POOL_INSTRUCTION_CHARS = 240
 """The pool table keeps each instruction's first characters only (the report shows short text):
 a longer one is stored as its first ``POOL_INSTRUCTION_CHARS - 1`` characters and "…"."""
-_MAP_FIT_ROWS = 50_000
+_MAP_FIT_ROWS = 20_000
 
 
 def _json_float(x: float) -> float | None:
@@ -363,12 +363,29 @@ def _map_2d(X: np.ndarray, fit_rows: np.ndarray, seed: int) -> tuple[np.ndarray,
     variance = tuple(float(v) / total for v in values[::-1][:2]) if total > 0 else None
     top = vectors[:, ::-1][:, :2]
     top *= np.sign(top[np.abs(top).argmax(axis=0), [0, 1]])
-    mean = centre.astype(np.float32)
     comps = top.astype(np.float32)
+    offset = centre @ top  # (x - m) W = x W - m W: no centred copy of the rows
     out = np.empty((len(X), 2), dtype=np.float64)
     for s in range(0, len(X), 65_536):
-        out[s : s + 65_536] = (X[s : s + 65_536] - mean) @ comps
+        out[s : s + 65_536] = X[s : s + 65_536] @ comps
+    out -= offset
     return out, variance
+
+
+def _central_rows(X: np.ndarray, rows: np.ndarray, clustering: Clustering) -> np.ndarray:
+    """Per cluster, the row of ``rows`` (the clustered ones) nearest its centre, ``-1`` when it
+    has none; ties go to the earlier row."""
+    labels = clustering.labels
+    C = np.asarray(clustering.centers, dtype=np.float32)
+    dist = np.empty(len(rows), dtype=np.float64)
+    for s in range(0, len(rows), 65_536):
+        diff = np.asarray(X[rows[s : s + 65_536]], dtype=np.float32) - C[labels[s : s + 65_536]]
+        dist[s : s + 65_536] = np.einsum("ij,ij->i", diff, diff)
+    order = np.lexsort((dist, labels))  # by cluster, then distance (stable: earlier row first)
+    first = np.flatnonzero(np.r_[True, labels[order][1:] != labels[order][:-1]])
+    central = np.full(len(C), -1, dtype=np.int64)
+    central[labels[order][first]] = rows[order][first]
+    return central
 
 
 # -- what the pool table adds ------------------------------------------------------------------------
@@ -578,6 +595,7 @@ class CrowdSelector(Params):
         score = self._strategy_score(strategy, comb, M, best_reward, ds)
 
         labels = np.full(n, -1, dtype=np.int64)
+        central = np.empty(0, dtype=np.int64)
         clustering: Clustering | None = None
         map_xy = map_variance = None
         embedding_name = None
@@ -595,6 +613,7 @@ class CrowdSelector(Params):
                                n_clusters=int(self.n_clusters))
             indices, backfilled, quotas, sizes, taken = res.indices, res.backfilled, res.quotas, res.sizes, res.taken
             map_xy, map_variance = _map_2d(X, eligible, seed)
+            central = _central_rows(X, rows, clustering)
         elif strategy == "random":
             rows = np.flatnonzero(eligible)
             indices = np.sort(np.random.default_rng(seed).choice(rows, size=k, replace=False)).astype(np.int64)
@@ -605,7 +624,8 @@ class CrowdSelector(Params):
 
         record = self._record(strategy, k, seed, weights, embedding_name, clustering, n, usable, answerable, eligible,
                               n - len(first_any), comb.neutral_filled, M, best_reward, indices, backfilled,
-                              labels if clustered else None, quotas, sizes, taken if clustered else None, provenance)
+                              labels if clustered else None, quotas, sizes, taken if clustered else None, provenance,
+                              [str(ids[r]) if r >= 0 else None for r in central.tolist()])
         if any(record.neutral_filled.values()):
             logger.info("neutral 0.5 used for NaN metrics: %s", dict(record.neutral_filled))
         described = {"crowd_excluded": _exclusions(usable, answerable, eligible)}
@@ -698,7 +718,7 @@ class CrowdSelector(Params):
 
     def _record(self, strategy, k, seed, weights, embedding_name, clustering, n, usable, answerable, eligible,
                 pool_duplicates, neutral_filled, M, best_reward, indices, backfilled, labels, quotas, sizes, taken,
-                provenance) -> SelectionRecord:
+                provenance, central_ids) -> SelectionRecord:
         selected = np.zeros(n, dtype=bool)
         selected[indices] = True
         back = np.zeros(n, dtype=bool)
@@ -714,7 +734,8 @@ class CrowdSelector(Params):
         if labels is not None:
             clusters = tuple(
                 ClusterCount(cluster=c, pool_rows=int((labels == c).sum()), candidates=int(sizes[c]), quota=int(quotas[c]),
-                             picked_by_quota=int(taken[c]), backfilled=int((back & (labels == c)).sum()))
+                             picked_by_quota=int(taken[c]), backfilled=int((back & (labels == c)).sum()),
+                             central_id=central_ids[c] if c < len(central_ids) else None)
                 for c in range(len(quotas)))
         return SelectionRecord(
             strategy=strategy, k=k, ranked_by=ranked_by(strategy),

@@ -255,7 +255,7 @@ def test_instructions_are_escaped(published):
 
 
 QUOTA_HEADER = ["cluster", "pool rows", "candidates", "quota", "selected by quota", "back-filled", "selected", "median score",
-                "top terms"]
+                "top terms", "central instruction"]
 SECTION_IDS = ["metrics", "relations", "score", "answers", "families", "map", "quotas", "best", "samples", "rejected", "summary"]
 
 

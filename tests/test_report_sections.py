@@ -306,6 +306,61 @@ def test_cluster_labels_are_words_distinctive_of_their_cluster(gsm_published):
 
 
 @pytest.mark.unit
+def test_central_instructions_are_the_candidates_nearest_each_centre(gsm_scored):
+    """``ClusterCount.central_id``, checked against numpy on given embeddings: the eligible row
+    of each cluster nearest the selector's centre."""
+    from crowdselect_hf.selection import CrowdSelector
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(gsm_scored.num_rows, 8)).astype(np.float32)
+    est = CrowdSelector(k=40, n_clusters=4, n_init=2, seed=1).fit(gsm_scored, embeddings=X)
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    ids = np.array(gsm_scored["crowd_id"])
+    for count in est.selection_.record.clusters:
+        members = np.flatnonzero(est.eligible_ & (est.labels_ == count.cluster))
+        dist = ((unit[members] - est.cluster_centers_[count.cluster]) ** 2).sum(axis=1)
+        assert count.central_id == ids[members[np.argmin(dist)]]
+
+
+@pytest.mark.unit
+def test_quota_table_shows_each_clusters_central_instruction(gsm_published):
+    from crowdselect_hf.report.labels import CENTRAL_LABEL_CHARS
+
+    pool, page, record = gsm_published["pool"], gsm_published["page"], gsm_published["record"]
+    header, *rows = page.tables["quota-table"]
+    at = header.index("central instruction")
+    shown = {int(r[0]): r[at] for r in rows if r[0].isdigit()}
+    ids = pool.column("crowd_id").to_pylist()
+    texts = pool.column(INSTRUCTION_COLUMN).to_pylist()
+    for count in record.clusters:
+        text = " ".join(texts[ids.index(count.central_id)].split())
+        cut = text if len(text) <= CENTRAL_LABEL_CHARS else text[: CENTRAL_LABEL_CHARS - 1].rstrip() + "…"
+        assert shown[count.cluster] == cut
+    # A TF-IDF selection is named by its terms elsewhere; the central instruction is the fallback only.
+    assert "named by their top terms" in gsm_published["text"]
+
+
+@pytest.mark.unit
+def test_a_non_tfidf_embedders_clusters_are_named_by_their_central_instruction(gsm_published):
+    import dataclasses
+
+    from crowdselect_hf.report.labels import cluster_labels
+
+    record = gsm_published["record"]
+    d = PoolData.from_table(gsm_published["pool"])
+    by_terms = cluster_labels(d, record=record)
+    other = dataclasses.replace(record, clustering=dataclasses.replace(record.clustering, embedder="sentence-transformers/all-MiniLM-L6-v2"))
+    by_central = cluster_labels(d, record=other)
+    assert by_terms.by == "terms" and by_central.by == "central"
+    for c, label in by_central.labels.items():
+        assert label.central is not None
+        assert by_central.text(c) == label.central_text != by_terms.text(c) == label.terms_text
+    # Records before schema 3 have no central_id: the terms stay the label.
+    old = dataclasses.replace(other, clusters=tuple(dataclasses.replace(c, central_id=None) for c in other.clusters))
+    assert cluster_labels(d, record=old).by == "terms"
+
+
+@pytest.mark.unit
 def test_labels_without_pool_text_come_from_the_selected_rows(gsm_published):
     """A pool table without instructions (crowdselect-hf 0.1.0's): labels from the training rows'
     instructions, and the page says so."""

@@ -43,7 +43,8 @@ class ReportContext:
     def build(cls, d: PoolData, record: SelectionRecord, samples: Sequence[Mapping[str, Any]], plots: bool,
               config_dir: Path | None = None) -> "ReportContext":
         ranking = rank_rows(d, record)
-        return cls(d, record, samples, plots, cluster_labels(d), ranking, cluster_rankings(d, ranking), config_dir)
+        return cls(d, record, samples, plots, cluster_labels(d, record=record), ranking, cluster_rankings(d, ranking),
+                   config_dir)
 
     def draw(self, figure, alt: str, *args, img_id: str | None = None) -> str:
         """``figure(*args)`` as an ``<img>``; nothing when the page has no plots."""

@@ -1,10 +1,16 @@
-"""What each cluster is about, in words: its most distinctive terms (class-based TF-IDF).
+"""What each cluster is about, in words: its most distinctive terms (class-based TF-IDF) and
+its central instruction.
 
-The labels come from the instructions themselves, never from the embedder that clustered them,
-so they read the same whatever the embedder was (TF-IDF, hashing or a transformer). A term can
-label a cluster only if a larger share of that cluster's instructions contains it than of the
+Terms come from the instructions themselves, never from the embedder that clustered them. A term
+can label a cluster only if a larger share of that cluster's instructions contains it than of the
 other clusters' instructions; among those, the terms with the highest class-based TF-IDF
 (Grootendorst 2022: ``tf(t, c) · log(1 + A / f(t))``, document counts) win.
+
+The central instruction is the cluster's candidate nearest its centre in the embedder's own space
+(``ClusterCount.central_id``, found by the selector, which has the embeddings). A TF-IDF space is
+made of terms, so for the TF-IDF embedder the terms are the label; for any other embedder (a
+transformer, precomputed vectors) the terms may not be what it grouped by, and the central
+instruction is the label. The report shows both either way.
 """
 
 from __future__ import annotations
@@ -18,6 +24,10 @@ import numpy as np
 from .data import PoolData
 
 N_TERMS = 3
+CENTRAL_LABEL_CHARS = 60
+"""A central instruction used as a label is cut to this many characters ("…" included)."""
+TERM_EMBEDDERS = ("tfidf",)
+"""Embedder names starting with these are labelled by their terms (their space is made of terms)."""
 MAX_DOCS_PER_CLUSTER = 1_000
 """At most this many instructions per cluster are read (a seeded random subset beyond)."""
 TOKEN_PATTERN = r"(?u)\b[^\W\d_]{3,}\b"
@@ -63,10 +73,17 @@ class ClusterLabel:
     cluster: int
     terms: tuple[str, ...]
     n_docs: int
+    central: str | None = None
 
     @property
-    def text(self) -> str:
+    def terms_text(self) -> str:
         return " · ".join(self.terms)
+
+    @property
+    def central_text(self) -> str:
+        """The central instruction on one line, cut to :data:`CENTRAL_LABEL_CHARS`."""
+        text = " ".join((self.central or "").split())
+        return text if len(text) <= CENTRAL_LABEL_CHARS else text[: CENTRAL_LABEL_CHARS - 1].rstrip() + "…"
 
 
 @dataclass(frozen=True)
@@ -77,25 +94,34 @@ class ClusterLabels:
         labels: per cluster, its :class:`ClusterLabel`.
         source: ``"pool"`` (the pool's instructions) or ``"selected"`` (only the selected rows'
             instructions were known); ``None`` when there was no text to label with.
+        by: what :meth:`text` shows: ``"terms"`` or ``"central"`` (the central instruction).
     """
 
     labels: dict[int, ClusterLabel]
     source: str | None
+    by: str = "terms"
 
     def text(self, cluster: int) -> str:
+        """The cluster's label: its terms or its central instruction (see :attr:`by`), the other
+        one when that is empty."""
         label = self.labels.get(int(cluster))
-        return label.text if label is not None else ""
+        if label is None:
+            return ""
+        first, second = (label.central_text, label.terms_text) if self.by == "central" else (label.terms_text, label.central_text)
+        return first or second
 
 
 def cluster_labels(d: PoolData, n_terms: int = N_TERMS, max_docs: int = MAX_DOCS_PER_CLUSTER,
-                   seed: int = 0) -> ClusterLabels:
-    """Label each cluster of ``d`` with its most distinctive terms.
+                   seed: int = 0, record=None) -> ClusterLabels:
+    """Label each cluster of ``d`` with its most distinctive terms and its central instruction.
 
     Args:
         d: the pool; reads ``cluster`` and the instructions (:meth:`PoolData.texts_at`).
         n_terms: terms per label.
         max_docs: instructions read per cluster at most.
         seed: picks the subset of a larger cluster.
+        record: the :class:`~crowdselect_hf.record.SelectionRecord`: its clusters' ``central_id``
+            and its embedder (which label :meth:`ClusterLabels.text` shows).
 
     Returns:
         :class:`ClusterLabels` (empty when the pool is not clustered or has no text).
@@ -128,8 +154,28 @@ def cluster_labels(d: PoolData, n_terms: int = N_TERMS, max_docs: int = MAX_DOCS
     if not docs:
         return ClusterLabels({}, None)
     terms = distinctive_terms(docs, group, clusters, n_terms)
-    labels = {c: ClusterLabel(c, terms.get(c, ()), int((group == c).sum())) for c in clusters}
-    return ClusterLabels(labels, "pool" if d.has_texts else "selected")
+    central = central_instructions(d, record)
+    labels = {c: ClusterLabel(c, terms.get(c, ()), int((group == c).sum()), central.get(c)) for c in clusters}
+    embedder = record.clustering.embedder if record is not None and record.clustering is not None else ""
+    by = "terms" if not central or str(embedder).startswith(TERM_EMBEDDERS) else "central"
+    return ClusterLabels(labels, "pool" if d.has_texts else "selected", by)
+
+
+def central_instructions(d: PoolData, record) -> dict[int, str]:
+    """Per cluster, the instruction of its recorded ``central_id`` (where the pool has that row and
+    its text)."""
+    wanted = {c.central_id: c.cluster for c in (record.clusters if record is not None else ()) if c.central_id}
+    if not wanted or d.ids is None:
+        return {}
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rows = np.flatnonzero(pc.is_in(d.ids, value_set=pa.array(list(wanted), pa.string())).to_numpy(zero_copy_only=False))
+    out = {}
+    for row, crowd_id, text in zip(rows, d.ids_at(rows), d.texts_at(rows)):
+        if text is not None and wanted[crowd_id] not in out:  # a duplicate id: its first row
+            out[wanted[crowd_id]] = text
+    return out
 
 
 def distinctive_terms(docs: list[str], group: np.ndarray, clusters: list[int],

@@ -93,7 +93,7 @@ def instruction_map(r: ReportContext) -> str:
 
 
 QUOTA_COLUMNS = ("cluster", "pool rows", "candidates", "quota", "selected by quota", "back-filled", "selected", "median score",
-                 "top terms")
+                 "top terms", "central instruction")
 """Columns of the quota table; the first six are the card's cluster table, field for field."""
 
 
@@ -109,18 +109,26 @@ def quotas(r: ReportContext) -> str:
     for c in record.clusters:
         med = d.selected_median(d.score, d.cluster == c.cluster) if d.cluster is not None else math.nan
         cells = [c.pool_rows, c.candidates, c.quota, c.picked_by_quota, c.backfilled, c.selected]
+        label = r.labels.labels.get(c.cluster)
+        terms, central = (label.terms_text, label.central_text) if label is not None else ("", "")
         body.append(f"<tr class='{'short' if c.picked_by_quota < c.quota else ''}'><td>{swatch(c.cluster)}{c.cluster}</td>"
                     + "".join(f"<td class='num'>{v:,}</td>" for v in cells) + f"<td class='num'>{fmt(med)}</td>"
-                    f"<td class='terms'>{html.escape(r.labels.text(c.cluster))}</td></tr>")
+                    f"<td class='terms'>{html.escape(terms)}</td>"
+                    f"<td class='terms' title='{html.escape((label.central or '') if label else '', quote=True)}'>"
+                    f"{html.escape(central)}</td></tr>")
     totals = [sum(getattr(c, f) for c in record.clusters)
               for f in ("pool_rows", "candidates", "quota", "picked_by_quota", "backfilled", "selected")]
-    foot = "<tr class='total'><td>total</td>" + "".join(f"<td class='num'>{v:,}</td>" for v in totals) + "<td></td><td></td></tr>"
+    foot = ("<tr class='total'><td>total</td>" + "".join(f"<td class='num'>{v:,}</td>" for v in totals)
+            + "<td></td><td></td><td></td></tr>")
     text = ("<p>As recorded by the selector. Each cluster's quota is its share of k; a cluster with fewer candidates "
             "than its quota gives all it has (highlighted) and the remainder is back-filled from the best unselected "
             "rows of any cluster. <i>pool rows</i> = rows assigned to the cluster, <i>candidates</i> = those that could "
             "be selected (usable reward, non-empty best answer, first of duplicates), <i>selected by quota</i> = taken by "
             f"the cluster's own quota, <i>back-filled</i> = taken by back-fill, <i>median score</i> = median "
-            f"{html.escape(record.ranked_by)} of its selected rows, <i>top terms</i> = {label_source(r)}.</p>")
+            f"{html.escape(record.ranked_by)} of its selected rows, <i>top terms</i> = {label_source(r)}, "
+            "<i>central instruction</i> = its candidate nearest the cluster's centre in the embedder's space. "
+            f"Elsewhere clusters are named by {'their central instruction' if r.labels.by == 'central' else 'their top terms'}"
+            f"{' (the embedder is not TF-IDF, so its clusters need not follow the words)' if r.labels.by == 'central' else ''}.</p>")
     head = "".join(f"<th>{h}</th>" for h in QUOTA_COLUMNS)
     return section("quotas", title, text + f"<table class='grid quotas' id='quota-table'><thead><tr>{head}</tr></thead><tbody>"
                    + "".join(body) + f"</tbody><tfoot>{foot}</tfoot></table>")

@@ -72,7 +72,7 @@ table.kv th { text-align:left; padding: 4px 10px; font-size: 13px; text-transfor
 .turn.user { border-left: 3px solid var(--pool); padding-left: 10px; }
 .muted { color: var(--muted); }
 table.grid td.terms, .terms { color: var(--muted); font-size: 13px; }
-table.grid td.terms, table.quotas th:last-child { text-align: left; }
+table.grid td.terms, table.quotas th:nth-last-child(-n+2) { text-align: left; }
 table.rejected tr.group td { background: var(--bg); font-weight: 600; color: var(--ink); padding-top: 10px; }
 table.rejected tr.lowest-selected td { color: var(--accent); }
 table.rejected td.instr { min-width: 260px; white-space: pre-wrap; overflow-wrap: anywhere; font-size: 13px; }
