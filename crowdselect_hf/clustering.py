@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .kmeans import best_of_starts, lloyd, nearest
 from .progress import progress_bar
 
 VERSION = 2
@@ -36,7 +37,6 @@ SMALL_PROBLEM = 2_000_000
 MAX_ITER = 300
 """Lloyd iterations at most (scikit-learn's default)."""
 _RESTART_WORKERS = min(4, os.cpu_count() or 1)
-_PREDICT_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -66,13 +66,7 @@ class Clustering:
             >>> c.predict(np.array([[4.0, 6.0], [1.0, 0.0]])).tolist()
             [1, 0]
         """
-        X = np.asarray(X, dtype=np.float32)
-        C = self.centers.astype(np.float32)
-        half_sq = 0.5 * np.einsum("ij,ij->i", C, C)
-        out = np.empty(len(X), dtype=np.int64)
-        for s in range(0, len(X), _PREDICT_ROWS):
-            out[s : s + _PREDICT_ROWS] = np.argmin(half_sq - X[s : s + _PREDICT_ROWS] @ C.T, axis=1)
-        return out
+        return nearest(X, self.centers)
 
 
 def fit_kmeans(X: np.ndarray, n_clusters: int = 10, seed: int = 42, algorithm: str = "auto", n_init: int = 20,
@@ -139,16 +133,14 @@ def _fit(X, n_clusters, seed, algorithm, n_init, sample_size, progress):
 def _sampled(X, n_clusters, seed, n_init, sample_size, progress) -> Clustering:
     """The best of ``n_init`` k-means++ + Lloyd runs on ``sample_size`` random rows, then Lloyd on
     all rows from its centres (numpy: :mod:`crowdselect_hf.kmeans`)."""
-    from .kmeans import best_of_starts, lloyd
-
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(X.shape[0], size=sample_size, replace=False))
-    S = X[sample].astype(np.float32)
+    S = np.asarray(X[sample], dtype=np.float32)
     with progress_bar(total=n_init, desc="kmeans restarts", unit="init", enabled=progress) as bar:
         start = best_of_starts(S, n_clusters, seed, n_init, on_restart=lambda: bar.update(1),
                                workers=_RESTART_WORKERS)
     with progress_bar(desc="kmeans refinement", unit="iter", enabled=progress) as bar:
-        run = lloyd(X.astype(np.float32, copy=False), start.centers, max_iter=MAX_ITER, on_iteration=lambda: bar.update(1))
+        run = lloyd(X, start.centers, max_iter=MAX_ITER, on_iteration=lambda: bar.update(1))
     return Clustering(labels=run.labels, centers=run.centers, inertia=run.inertia, algorithm="sampled")
 
 

@@ -59,26 +59,52 @@ def tolerance(X: np.ndarray, rel: float = TOL) -> float:
     return float(rel * np.mean(np.maximum(squares / n - mean * mean, 0.0)))
 
 
+def nearest(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """The nearest centre of every row (squared Euclidean distance, in row blocks).
+
+    Example:
+        >>> nearest(np.array([[0, 0], [4, 5]], np.float32), np.array([[0, 1], [4, 4]], np.float32)).tolist()
+        [0, 1]
+    """
+    C = np.ascontiguousarray(centers, dtype=np.float32)
+    half_sq = 0.5 * np.einsum("ij,ij->i", C, C)
+    labels = np.empty(len(X), dtype=np.int64)
+    for s in range(0, len(X), CHUNK_ROWS):
+        block = np.asarray(X[s : s + CHUNK_ROWS], dtype=np.float32)
+        labels[s : s + len(block)] = np.argmin(half_sq - block @ C.T, axis=1)  # |c|^2 / 2 - x.c: argmin of |x - c|^2
+    return labels
+
+
+def distances(X: np.ndarray, centers: np.ndarray, labels: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """The exact squared distance (float64; no ``|x|^2 - 2 x.c`` cancellation) of each row to its
+    centre ``centers[labels[i]]``: of ``X[rows]`` when ``rows`` is given, gathered block by block.
+
+    Example:
+        >>> X = np.array([[0, 0], [4, 5]], np.float32)
+        >>> distances(X, np.array([[0, 1], [4, 4]], np.float32), np.array([0, 1])).tolist()
+        [1.0, 1.0]
+    """
+    C = np.asarray(centers, dtype=np.float32)
+    n = len(X) if rows is None else len(rows)
+    out = np.empty(n, dtype=np.float64)
+    for s in range(0, n, CHUNK_ROWS):
+        block = X[s : s + CHUNK_ROWS] if rows is None else X[rows[s : s + CHUNK_ROWS]]
+        diff = np.asarray(block, dtype=np.float32) - C[labels[s : s + CHUNK_ROWS]]
+        out[s : s + len(diff)] = np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
+    return out
+
+
 def assign(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The nearest centre of every row and the squared distance to it.
+    """:func:`nearest` and :func:`distances`: the nearest centre of every row and the squared
+    distance to it.
 
     Example:
         >>> labels, d2 = assign(np.array([[0, 0], [4, 5]], np.float32), np.array([[0, 1], [4, 4]], np.float32))
         >>> labels.tolist(), d2.tolist()
         ([0, 1], [1.0, 1.0])
     """
-    C = np.ascontiguousarray(centers, dtype=np.float32)
-    half_sq = 0.5 * np.einsum("ij,ij->i", C, C)
-    labels = np.empty(len(X), dtype=np.int64)
-    dist = np.empty(len(X), dtype=np.float64)
-    for s in range(0, len(X), CHUNK_ROWS):
-        block = X[s : s + CHUNK_ROWS]
-        scores = half_sq - block @ C.T  # |c|^2 / 2 - x.c: same argmin as |x - c|^2
-        best = np.argmin(scores, axis=1)
-        labels[s : s + len(block)] = best
-        diff = block - C[best]  # exact squared distances of the chosen centres (no cancellation)
-        dist[s : s + len(block)] = np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
-    return labels, dist
+    labels = nearest(X, centers)
+    return labels, distances(X, centers, labels)
 
 
 def _step(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

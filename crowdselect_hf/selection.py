@@ -41,6 +41,7 @@ from .combine import METRICS, SelectionError, check_weights, combine, quota_sele
 from .disk_cache import cache_dir_for
 from .embeddings import ColumnEmbedder, EmbeddingCache, default_cache, get_embedder, l2_normalise
 from .estimator import Params
+from .kmeans import distances
 from .metrics import finite_mean, finite_median
 from .provenance import MetricsProvenance, read_provenance
 from .record import Clustering as ClusteringRecord
@@ -376,14 +377,10 @@ def _central_rows(X: np.ndarray, rows: np.ndarray, clustering: Clustering) -> np
     """Per cluster, the row of ``rows`` (the clustered ones) nearest its centre, ``-1`` when it
     has none; ties go to the earlier row."""
     labels = clustering.labels
-    C = np.asarray(clustering.centers, dtype=np.float32)
-    dist = np.empty(len(rows), dtype=np.float64)
-    for s in range(0, len(rows), 65_536):
-        diff = np.asarray(X[rows[s : s + 65_536]], dtype=np.float32) - C[labels[s : s + 65_536]]
-        dist[s : s + 65_536] = np.einsum("ij,ij->i", diff, diff)
+    dist = distances(X, clustering.centers, labels, rows)
     order = np.lexsort((dist, labels))  # by cluster, then distance (stable: earlier row first)
     first = np.flatnonzero(np.r_[True, labels[order][1:] != labels[order][:-1]])
-    central = np.full(len(C), -1, dtype=np.int64)
+    central = np.full(len(clustering.centers), -1, dtype=np.int64)
     central[labels[order][first]] = rows[order][first]
     return central
 

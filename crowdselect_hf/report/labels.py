@@ -20,6 +20,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .data import PoolData
 
@@ -167,9 +169,6 @@ def central_instructions(d: PoolData, record) -> dict[int, str]:
     wanted = {c.central_id: c.cluster for c in (record.clusters if record is not None else ()) if c.central_id}
     if not wanted or d.ids is None:
         return {}
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     rows = np.flatnonzero(pc.is_in(d.ids, value_set=pa.array(list(wanted), pa.string())).to_numpy(zero_copy_only=False))
     out = {}
     for row, crowd_id, text in zip(rows, d.ids_at(rows), d.texts_at(rows)):
