@@ -220,11 +220,7 @@ def _crowd_of(scored, crowd: Crowd | None, reward: str | None) -> Crowd | None:
         return crowd
 
 
-def _report(folder, config_name: str) -> Path | None:
-    try:
-        from .report import write_report
+def _report(folder, config_name: str) -> Path:
+    from .report import write_report
 
-        return write_report(folder, config=config_name)
-    except ImportError as e:
-        logger.warning("no report (%s); pip install 'crowdselect-hf[report]'", e)
-        return None
+    return write_report(folder, config=config_name)

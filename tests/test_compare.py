@@ -523,7 +523,7 @@ def test_the_command_line_reruns_from_the_cache(compared, capsys):
 def test_the_section_renders_in_headless_chromium(compared, tmp_path):
     from crowdselect_hf.report import write_report
 
-    from .test_report import CHROMIUM_NAMES, _chromium, _probe, _run_chromium
+    from .test_report import CHROMIUM_NAMES, _chromium, _probe, _run_chromium, _screenshot_pixels
 
     binary = _chromium()
     if binary is None:
@@ -542,9 +542,7 @@ def test_the_section_renders_in_headless_chromium(compared, tmp_path):
     shot = Path(os.environ.get("CROWDSELECT_SCREENSHOT_DIR", tmp_path)) / "comparison-section.png"
     _run_chromium(binary, tmp_path, only.as_uri(), f"--screenshot={shot}", "--window-size=1280,3000", "--hide-scrollbars",
                   "--virtual-time-budget=10000")
-    import matplotlib.image
-
-    pixels = matplotlib.image.imread(shot)
+    pixels = _screenshot_pixels(shot)
     assert pixels.shape[:2] == (3000, 1280) and pixels[:, :, :3].std() > 0.05
 
 

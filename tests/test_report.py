@@ -11,6 +11,7 @@ import shutil
 import struct
 import subprocess
 from html.parser import HTMLParser
+from xml.etree import ElementTree
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +202,33 @@ def _png_size(data: bytes):
     return width, height
 
 
+def _screenshot_pixels(path) -> np.ndarray:
+    """A screenshot's RGB pixels as floats in [0, 1], ``[height, width, 3]``."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+
+
+SVG_URI = "data:image/svg+xml;base64,"
+
+
+def _svg_figure(uri: str):
+    """A figure's ``data:`` URI parsed as SVG: its (width, height) in pixels and its raster layers,
+    each checked to be an embedded PNG (nothing an SVG could load from elsewhere)."""
+    assert uri.startswith(SVG_URI), uri[:60]
+    root = ElementTree.fromstring(base64.b64decode(uri[len(SVG_URI):], validate=True))
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    rasters = []
+    for el in root.iter():
+        for name, value in el.attrib.items():
+            if name.endswith("href"):
+                assert value.startswith("data:image/png;base64,"), value[:60]
+                rasters.append(_png_size(base64.b64decode(value.split(",", 1)[1], validate=True)))
+            assert "url(" not in value or value.startswith("url(#"), value  # only the figure's own clip paths
+    return (float(root.get("width")), float(root.get("height"))), rasters
+
+
 @pytest.fixture(scope="module")
 def fake_selection(zoo_scored):
     return _fake_selection(zoo_scored)
@@ -226,14 +254,13 @@ def test_report_is_valid_self_contained_html(published):
     assert page.sections == SECTION_IDS
     assert page.scripts == 2  # the map's hover data (JSON) and its few lines of script; nothing else
     assert [t for t in page.tags if t in ("link", "iframe", "object", "embed")] == []
-    external = [u for u in page.links if not u.startswith(("data:image/png;base64,", "#"))]
+    external = [u for u in page.links if not u.startswith((SVG_URI, "#"))]
     assert external == [], external
     # metrics, relations, ranking score, answers, map, best answers (no per-member rewards: no family figure)
     assert len(page.imgs) == 6
     for src in page.imgs:
-        data = base64.b64decode(src.split(",", 1)[1], validate=True)
-        width, height = _png_size(data)
-        assert width > 100 and height > 100 and len(data) > 1000
+        (width, height), _ = _svg_figure(src)
+        assert width > 100 and height > 100 and len(src) > 1000
     # The header shows the parameters that applied, and the reward the metrics came from.
     assert page.chips == {"strategy": "crowdselect", "k": "72", "ranked by": "combined score", "clusters": str(N_CLUSTERS),
                           "embedder": "tfidf (test)", "weights": "difficulty 1 · separability 1 · stability 2", "seed": "42",
@@ -450,9 +477,7 @@ def test_report_renders_in_headless_chromium(published, tmp_path):
     assert shot.is_file(), f"no screenshot (exit {proc.returncode}): {proc.stderr[-2000:]}"
     data = shot.read_bytes()
     assert _png_size(data) == (1280, 4000)
-    import matplotlib.image
-
-    pixels = matplotlib.image.imread(shot)
+    pixels = _screenshot_pixels(shot)
     # Not a blank page: the dark header and the plots' colours are there.
     assert pixels[:60, :, :3].mean() < 0.35
     assert pixels[:, :, :3].std() > 0.1

@@ -15,6 +15,7 @@ instructions, answer lengths, exclusion reasons or metadata): the report must sa
 show.
 """
 
+import base64
 import collections
 import hashlib
 import json
@@ -37,7 +38,7 @@ from crowdselect_hf.report.style import CLUSTER_COLORS, POOL_COLOR, SELECTED_COL
 from crowdselect_hf.report.summaries import average_ranks, spearman
 
 from .conftest import GSM_DIR, GSM_REWARD
-from .test_report import PROBE, _chromium, _parse, _png_size, _run_chromium
+from .test_report import PROBE, _chromium, _parse, _png_size, _run_chromium, _screenshot_pixels
 
 K, N_CLUSTERS = 60, 6
 REPEATED, BLANKED, UNSCORED = 4, 3, 2
@@ -477,6 +478,25 @@ def test_hover_data_matches_the_rows(gsm_published):
         coef, *_ = np.linalg.lstsq(A, target, rcond=None)
         assert np.abs(A @ coef - target).max() < 2e-4
     assert np.corrcoef(px, mx)[0, 1] > 0.999 and np.corrcoef(py, my)[0, 1] < -0.999
+    # And each selected row's position is the centre of a dot drawn with the selected rows' outline.
+    (width, height), drawn = _map_dots(text)
+    outlined = np.array([(x, y) for x, y, stroke in drawn if stroke])
+    picked = np.array(hover["selected"], dtype=bool)
+    assert len(outlined) == selected.sum() == picked.sum()
+    for x, y in zip(px[picked] * width, py[picked] * height):
+        # hover positions carry 4 decimals (≤ 0.07 px here), the SVG's coordinates 0.1 px
+        assert np.hypot(*(outlined - (x, y)).T).min() < 0.25
+
+
+def _map_dots(text):
+    """The map figure's (width, height) and its dots as (cx, cy, outlined)."""
+    from xml.etree import ElementTree
+
+    src = re.search(r'id="map-img" src="data:image/svg\+xml;base64,([^"]+)"', text).group(1)
+    root = ElementTree.fromstring(base64.b64decode(src))
+    dots = [(float(c.get("cx")), float(c.get("cy")), g.get("stroke") is not None)
+            for g in root.iter("{http://www.w3.org/2000/svg}g") for c in g.findall("{http://www.w3.org/2000/svg}circle")]
+    return (float(root.get("width")), float(root.get("height"))), dots
 
 
 # -- metrics, answers, families, verdict ------------------------------------------------------------
@@ -625,9 +645,7 @@ def test_sections_render_in_headless_chromium(gsm_published, tmp_path):
                          "--window-size=1280,9000", "--hide-scrollbars", "--virtual-time-budget=10000")
     assert shot.is_file(), f"no screenshot (exit {proc.returncode}): {proc.stderr[-2000:]}"
     assert _png_size(shot.read_bytes()) == (1280, 9000)
-    import matplotlib.image
-
-    pixels = matplotlib.image.imread(shot)
+    pixels = _screenshot_pixels(shot)
     assert pixels[:60, :, :3].mean() < 0.35 and pixels[:, :, :3].std() > 0.1
     if os.environ.get("CROWDSELECT_SCREENSHOT_DIR"):  # for a person to look at
         shutil.copy(shot, os.path.join(os.environ["CROWDSELECT_SCREENSHOT_DIR"], "report-sections.png"))

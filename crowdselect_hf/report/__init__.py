@@ -17,16 +17,16 @@ member size per family, a 2-D map of the instruction embeddings coloured by clus
 text), the per-cluster quota table with each cluster's top terms, how often each crowd member gave
 the best answer, a sample of selected rows, and the near-misses and lowest-ranked rows with why
 they lost. The selection's numbers come from its record (the same fields the dataset card shows);
-images are embedded PNGs (base64 data URIs); the page loads nothing else, and its only script is
-the map's hover text. The pool-table columns the report does without (those a pool table of
+figures are SVG, embedded as base64 data URIs (density shading inside them as embedded PNGs); the
+page loads nothing else, and its only script is the map's hover text. The pool-table columns the report does without (those a pool table of
 crowdselect-hf 0.1.0 lacks, or the selector could not fill) are listed in
 :data:`.data.OPTIONAL_COLUMNS`; without them, and without the schema metadata, it says what it
 cannot show.
 
-Layers: :mod:`.data` reads and shapes (no matplotlib, no HTML); :mod:`.labels`, :mod:`.ranking`,
+Layers: :mod:`.data` reads and shapes (no drawing, no HTML); :mod:`.labels`, :mod:`.ranking`,
 :mod:`.summaries` and :mod:`.hover` compute what the sections state; :mod:`.figures` and
-:mod:`.mapfigure` draw PNGs; :mod:`.sections` and :mod:`.review` write one section each from a
-:class:`.context.ReportContext`; :mod:`.page` assembles them (:data:`.page.SECTIONS`);
+:mod:`.mapfigure` draw the figures with :mod:`.svg` (no plotting library); :mod:`.sections` and
+:mod:`.review` write one section each from a :class:`.context.ReportContext`; :mod:`.page` assembles them (:data:`.page.SECTIONS`);
 :mod:`.markup` and :mod:`.style` hold the shared HTML pieces, the colours and the style sheet.
 """
 
@@ -57,7 +57,7 @@ def write_report(folder_or_config_dir: str | os.PathLike, out: str | os.PathLike
         out: the HTML file to write; default ``<config dir>/report.html``.
         config: which config of the root to report on; needed when it has several.
         n_samples: how many selected rows to show in full.
-        plots: draw the figures (needs matplotlib); ``False`` writes the tables and notes only.
+        plots: draw the figures; ``False`` writes the tables and notes only.
 
     Returns:
         The path of the written report.
@@ -94,7 +94,7 @@ def render_report(pool: pa.Table, record: SelectionRecord, sample_rows: Sequence
         sample_rows: selected rows to show: ``messages`` or ``prompt``/``completion`` (or
             ``instruction``/``response``) plus optional ``crowd_*`` values.
         title: shown in the header; default: the record's config.
-        plots: draw the figures (needs matplotlib); ``False`` renders the tables and notes only.
+        plots: draw the figures; ``False`` renders the tables and notes only.
         instructions: instructions by ``crowd_id`` (e.g. of the training rows) for a pool table
             without a ``crowd_instruction`` column; they label the clusters and the hover text.
         config_dir: the config folder the tables were read from, for sections that read files

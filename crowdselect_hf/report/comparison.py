@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from ..compare.record import ComparisonRecord, ComparisonRecordError, find_comparison
 from ..compare.stats import PairedResult
-from . import figures
+from .svg import Figure, text_width
 from .markup import clip, note
 from .markup import section as section_html
 from .style import INK, MUTED, SELECTED_COLOR
@@ -87,23 +87,21 @@ def render_comparison(record: ComparisonRecord, config: str | None = None, plots
 def forest_figure(results: Sequence[PairedResult], baseline: str) -> str:
     """Win rates with their 95% intervals, one row per config and judge; hollow = not significant."""
     rows = list(results)
-    fig, (ax,) = figures.figure(9.0, 0.9 + 0.42 * len(rows))
+    names = [f"{r.config} ({JUDGE_LABELS.get(r.judge, r.judge)})" for r in reversed(rows)]
+    fig = Figure(990, (0.9 + 0.42 * len(rows)) * 110)
+    (ax,) = fig.panels(1, left=24 + max((text_width(n, 13) for n in names), default=40), right=24, top=12, bottom=54)
+    ax.limits((-0.03, 1.03), (-0.6, len(rows) - 0.4))  # room for a dot at 0% or 100%
+    ax.vline(0.5, MUTED, dash=True)
     for y, r in enumerate(reversed(rows)):
         color = JUDGE_COLORS.get(r.judge, INK)
         lo, hi = r.win_rate_ci
         if math.isfinite(lo) and math.isfinite(hi):
-            ax.plot([lo, hi], [y, y], color=color, linewidth=2.2, solid_capstyle="round")
+            ax.line([lo, hi], [y, y], color, width=3.4)
         if math.isfinite(r.win_rate):
-            ax.plot([r.win_rate], [y], "o", markersize=8, color=color, markerfacecolor=color if r.significant else "white",
-                    markeredgewidth=2)
-    ax.axvline(0.5, color=MUTED, linestyle="--", linewidth=1)
-    ax.set_yticks(range(len(rows)), [f"{r.config} ({JUDGE_LABELS.get(r.judge, r.judge)})" for r in reversed(rows)])
-    ax.set_xlim(0, 1)
-    ax.set_ylim(-0.6, len(rows) - 0.4)
-    ax.xaxis.set_major_formatter(lambda x, _pos: f"{100 * x:.0f}%")
-    ax.set_xlabel(f"win rate against {baseline} (ties count half) · filled: significant, hollow: not")
-    ax.grid(axis="y", visible=False)
-    return figures.png(fig)
+            ax.dots([r.win_rate], [y], 6.0, fill=color if r.significant else "#FFFFFF", stroke=color, stroke_width=3.0)
+    ax.frame(xlabel=f"win rate against {baseline} (ties count half) · filled: significant, hollow: not",
+             xformat=lambda x: f"{100 * x:.0f}%", ylabels=list(zip(range(len(rows)), names)))
+    return fig.uri()
 
 
 def _results_table(record: ComparisonRecord, judge: str, config: str | None) -> str:

@@ -1,5 +1,5 @@
 """What the report reads, as plain Python and numpy: the config folder, the pool's columns and a
-sample of the training rows. No matplotlib and no HTML here.
+sample of the training rows. No drawing and no HTML here.
 
 The selection's numbers (strategy, parameters, per-cluster counts, pool accounting) come only
 from its :class:`~crowdselect_hf.record.SelectionRecord`; the pool table adds the per-row values

@@ -14,14 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data import PoolData
-from .figures import figure, png
+from .figures import WIDTH
 from .labels import ClusterLabels
 from .style import INK, UNCLUSTERED_COLOR, cluster_color
+from .svg import Figure, LegendEntry, rgb, text_width
 
 MAX_MAP_POINTS = 20_000
 MAX_SELECTED_POINTS = 20_000
 GRID_CELLS = (300, 170)
 LEGEND_CHARS = 34
+LEGEND_SIZE = 13.0
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class MapImage:
     """The drawn map.
 
     Attributes:
-        uri: the PNG as a ``data:`` URI.
+        uri: the SVG as a ``data:`` URI.
         mode: ``"points"`` or ``"density"`` (how the unselected rows were drawn).
         x, y: for each row asked for, its position in the image as a fraction of the image's width
             and height (from the top left).
@@ -62,51 +64,42 @@ def map_figure(d: PoolData, labels: ClusterLabels, rows: np.ndarray) -> MapImage
     cluster = d.cluster if d.cluster is not None else np.full(d.n, -1, dtype=np.int64)
     clusters = d.cluster_labels()
     mode = map_mode(d)
-    height = max(5.2, 0.235 * len(clusters) + 1.2)
-    fig, axes = figure(11, height)
-    ax = axes[0]
     background = np.flatnonzero(ok & ~d.selected)
-    x0, x1 = _span(d.map_x[ok])
-    y0, y1 = _span(d.map_y[ok])
-    if mode == "density":
-        ax.imshow(_density(d.map_x[background], d.map_y[background], cluster[background], (x0, x1, y0, y1)),
-                  origin="lower", extent=(x0, x1, y0, y1), aspect="auto", interpolation="nearest", zorder=1)
-        size = 3.0
-    else:
-        size = float(np.clip(3000 / max(background.size, 1), 3, 14))
-        for c in [-1, *clusters]:
-            idx = background[cluster[background] == c]
-            if idx.size:
-                ax.scatter(d.map_x[idx], d.map_y[idx], s=size, color=cluster_color(c), alpha=0.6 if c < 0 else 0.45,
-                           linewidths=0, rasterized=True, zorder=1)
     chosen = np.flatnonzero(ok & d.selected)
     if chosen.size > MAX_SELECTED_POINTS:
         chosen = np.sort(np.random.default_rng(0).choice(chosen, MAX_SELECTED_POINTS, replace=False))
-    if chosen.size:
-        ax.scatter(d.map_x[chosen], d.map_y[chosen], s=max(size * 2.6, 22), c=[cluster_color(c) for c in cluster[chosen]],
-                   edgecolors=INK, linewidths=0.9, marker="o", zorder=3, rasterized=chosen.size > 2000)
+    entries = []
     for c in clusters:
         text = labels.text(c)
         if len(text) > LEGEND_CHARS:
             text = text[: LEGEND_CHARS - 1] + "…"
-        ax.scatter([], [], s=40, color=cluster_color(c), label=f"{c}  {text}" if text else f"cluster {c}")
+        entries.append(LegendEntry(f"{c}  {text}" if text else f"cluster {c}", cluster_color(c), kind="dot"))
     if chosen.size:
-        ax.scatter([], [], s=40, facecolors="white", edgecolors=INK, linewidths=0.9, label="selected")
-    ax.set_xlim(x0, x1)
-    ax.set_ylim(y0, y1)
-    ax.margins(0)
-    ax.set_xlabel(axis_label(d, 0))
-    ax.set_ylabel(axis_label(d, 1))
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-    if clusters or chosen.size:
-        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), handletextpad=0.3, fontsize=9, labelspacing=0.35)
-    uri = png(fig)  # lays the figure out; the transform below is the saved image's
+        entries.append(LegendEntry("selected", "#FFFFFF", kind="dot", outline=INK))
+    fig = Figure(WIDTH, max(5.2, 0.235 * len(clusters) + 1.2) * 110)
+    right = 40 + max((text_width(e.label, LEGEND_SIZE) for e in entries), default=0.0)
+    (ax,) = fig.panels(1, left=34, right=right, top=12, bottom=36)
+    x0, x1 = _span(d.map_x[ok])
+    y0, y1 = _span(d.map_y[ok])
+    ax.limits((x0, x1), (y0, y1))
+    if mode == "density":
+        ax.raster(_density(d.map_x[background], d.map_y[background], cluster[background], (x0, x1, y0, y1)),
+                  (x0, x1, y0, y1))
+        radius = 1.3
+    else:
+        radius = float(np.clip(np.sqrt(3000 / max(background.size, 1)) * 0.77, 1.3, 2.9))
+        for c in [-1, *clusters]:
+            idx = background[cluster[background] == c]
+            ax.dots(d.map_x[idx], d.map_y[idx], radius, fill=cluster_color(c), opacity=0.6 if c < 0 else 0.45)
+    for c in np.unique(cluster[chosen]):
+        idx = chosen[cluster[chosen] == c]
+        ax.dots(d.map_x[idx], d.map_y[idx], max(radius * 1.6, 3.6), fill=cluster_color(int(c)), stroke=INK,
+                stroke_width=1.3)
+    ax.frame(xlabel=axis_label(d, 0), ylabel=axis_label(d, 1), xticks=False, yticks=False)
+    ax.legend(entries, "outside right", size=LEGEND_SIZE, spacing=1.5)
     rows = np.asarray(rows, dtype=np.int64)
-    px = ax.transData.transform(np.column_stack([d.map_x[rows], d.map_y[rows]])) if rows.size else np.empty((0, 2))
-    w, h = fig.canvas.get_width_height()
-    return MapImage(uri, mode, px[:, 0] / w, 1.0 - px[:, 1] / h, int(chosen.size))
+    return MapImage(fig.uri(), mode, ax.px(d.map_x[rows]) / fig.width, ax.py(d.map_y[rows]) / fig.height,
+                    int(chosen.size))
 
 
 def _span(v: np.ndarray) -> tuple[float, float]:
@@ -116,9 +109,8 @@ def _span(v: np.ndarray) -> tuple[float, float]:
 
 
 def _density(x: np.ndarray, y: np.ndarray, cluster: np.ndarray, extent: tuple[float, float, float, float]) -> np.ndarray:
-    """An RGBA grid: each cell the colour of its most common cluster, opacity ∝ log(rows in it)."""
-    from matplotlib.colors import to_rgb
-
+    """A uint8 RGBA grid (first row at the bottom): each cell the colour of its most common cluster,
+    opacity ∝ log(rows in it)."""
     nx, ny = GRID_CELLS
     x0, x1, y0, y1 = extent
     ix = np.clip(((x - x0) / (x1 - x0) * nx).astype(np.int64), 0, nx - 1)
@@ -128,9 +120,9 @@ def _density(x: np.ndarray, y: np.ndarray, cluster: np.ndarray, extent: tuple[fl
     code = np.searchsorted(labels, cluster)
     counts = np.bincount(cell * labels.size + code, minlength=nx * ny * labels.size).reshape(nx * ny, labels.size)
     total = counts.sum(axis=1)
-    colours = np.array([to_rgb(cluster_color(int(c)) if c >= 0 else UNCLUSTERED_COLOR) for c in labels])
+    colours = np.array([rgb(cluster_color(int(c)) if c >= 0 else UNCLUSTERED_COLOR) for c in labels], dtype=np.float64)
     rgba = np.zeros((nx * ny, 4))
     rgba[:, :3] = colours[counts.argmax(axis=1)]
     top = np.log1p(total.max()) if total.size else 1.0
-    rgba[:, 3] = np.where(total > 0, 0.25 + 0.75 * np.log1p(total) / top, 0.0)
-    return rgba.reshape(ny, nx, 4)
+    rgba[:, 3] = np.where(total > 0, 255 * (0.25 + 0.75 * np.log1p(total) / top), 0.0)
+    return np.round(rgba).astype(np.uint8).reshape(ny, nx, 4)

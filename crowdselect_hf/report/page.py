@@ -10,7 +10,6 @@ JavaScript); the page loads nothing.
 
 from __future__ import annotations
 
-import contextlib
 import html
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..record import SelectionRecord
 from ..version import __version__
-from . import comparison, figures, review, sections
+from . import comparison, review, sections
 from .context import ReportContext
 from .data import PoolData, crowd_members
 from .markup import chip, weights_text
@@ -54,8 +53,7 @@ SECTIONS: tuple[Section, ...] = (
 def render_page(d: PoolData, record: SelectionRecord, sample_rows: Sequence[Mapping[str, Any]], title: str | None,
                 plots: bool = True, config_dir: Path | None = None) -> str:
     ctx = ReportContext.build(d, record, sample_rows, plots, config_dir)
-    with figures.style() if plots else contextlib.nullcontext():
-        built = [(s, s.build(ctx)) for s in SECTIONS]
+    built = [(s, s.build(ctx)) for s in SECTIONS]
     shown = [(s, b) for s, b in built if b]
     body = [b for _, b in shown]
     heading = "CrowdSelect report" + (f" — {title}" if title else "")
