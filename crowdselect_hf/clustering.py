@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from .kmeans import best_of_starts, lloyd, nearest
+from .kmeans import best_of_starts, distances, lloyd, nearest
 from .progress import progress_bar
 
-VERSION = 2
-"""Of the algorithms below: part of a cached clustering's key; raise it when results change."""
+VERSION = 3
+"""Of the algorithms below: part of a cached clustering's key; raise it when results change (3: the
+clustering carries its central rows)."""
 ALGORITHMS = ("auto", "full", "sampled", "minibatch")
 AUTO_FULL_ROWS = 20_000
 """``"auto"`` runs the paper's full ``n_init`` KMeans up to this many rows, ``"sampled"`` above."""
@@ -50,6 +51,8 @@ class Clustering:
         algorithm: the algorithm actually run (``"full"``, ``"sampled"`` or ``"minibatch"``).
         estimator: the fitted scikit-learn estimator (``"full"``, ``"minibatch"``), or ``None``
             (``"sampled"``, or read back from a cache).
+        central: per cluster, the row of the fitted matrix nearest its centre (:func:`central_rows`),
+            ``None`` when not computed.
     """
 
     labels: np.ndarray
@@ -57,6 +60,7 @@ class Clustering:
     inertia: float
     algorithm: str
     estimator: Any = None
+    central: np.ndarray | None = None
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The nearest centre of every row of ``X`` (squared Euclidean distance, in chunks).
@@ -118,8 +122,30 @@ def fit_kmeans(X: np.ndarray, n_clusters: int = 10, seed: int = 42, algorithm: s
     with threadpool_limits(limits=1 if X.size < SMALL_PROBLEM else None):
         est = _fit(X, n_clusters, seed, algorithm, n_init, sample_size, progress)
     labels = np.asarray(est.labels_, dtype=np.int64)
-    return Clustering(labels=labels, centers=np.asarray(est.cluster_centers_, dtype=np.float32),
-                      inertia=float(est.inertia_), algorithm=algorithm, estimator=est)
+    centers = np.asarray(est.cluster_centers_, dtype=np.float32)
+    return Clustering(labels=labels, centers=centers, inertia=float(est.inertia_), algorithm=algorithm, estimator=est,
+                      central=central_rows(X, labels, centers))
+
+
+def central_rows(X: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Per cluster, the row of ``X`` nearest its centre by exact squared distance
+    (:func:`~crowdselect_hf.kmeans.distances`), ``-1`` for a cluster with no rows; ties go to the
+    earlier row.
+
+    Example:
+        >>> X = np.array([[0, 0], [1, 0], [9, 9], [5, 5]], np.float32)
+        >>> central_rows(X, np.array([0, 0, 1, 1]), np.array([[0.9, 0], [6, 6], [3, 3]], np.float32)).tolist()
+        [1, 3, -1]
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    central = np.full(len(centers), -1, dtype=np.int64)
+    if not labels.size:
+        return central
+    dist = distances(X, centers, labels)
+    order = np.lexsort((dist, labels))  # by cluster, then distance (stable: earlier row first)
+    first = np.flatnonzero(np.r_[True, labels[order][1:] != labels[order][:-1]])
+    central[labels[order][first]] = order[first]
+    return central
 
 
 def _fit(X, n_clusters, seed, algorithm, n_init, sample_size, progress):
@@ -141,7 +167,8 @@ def _sampled(X, n_clusters, seed, n_init, sample_size, progress) -> Clustering:
                                workers=_RESTART_WORKERS)
     with progress_bar(desc="kmeans refinement", unit="iter", enabled=progress) as bar:
         run = lloyd(X, start.centers, max_iter=MAX_ITER, on_iteration=lambda: bar.update(1))
-    return Clustering(labels=run.labels, centers=run.centers, inertia=run.inertia, algorithm="sampled")
+    return Clustering(labels=run.labels, centers=run.centers, inertia=run.inertia, algorithm="sampled",
+                      central=central_rows(X, run.labels, run.centers))
 
 
 def best_of_inits(X: np.ndarray, n_clusters: int, seed: int, n_init: int, progress: bool = True):

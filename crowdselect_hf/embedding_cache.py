@@ -232,10 +232,12 @@ class EmbeddingCache:
         disk = self.disk(where) if not source.startswith(MEMORY_ONLY) else None
         if found is None and disk is not None:
             entry = disk.load(ckey, {"kind": "kmeans", "embeddings": source})
-            if entry is not None and entry[0]["labels"].shape == rows.shape:
-                arrays, record = entry
+            arrays, record = entry if entry is not None else ({}, {})
+            if entry is not None and arrays["labels"].shape == rows.shape \
+                    and arrays.get("central", np.empty(0)).shape == arrays["centers"].shape[:1]:
                 found = Clustering(labels=np.asarray(arrays["labels"], dtype=np.int64), centers=np.asarray(arrays["centers"]),
-                                   inertia=float(record["inertia"]), algorithm=str(record["algorithm"]))
+                                   inertia=float(record["inertia"]), algorithm=str(record["algorithm"]),
+                                   central=np.asarray(arrays["central"], dtype=np.int64))
                 _remember(self._clusterings, ckey, found, self.max_items)
                 logger.info("KMeans of %d rows into %d clusters: read from the cache in %s", len(rows), n_clusters,
                             disk.directory)
@@ -246,7 +248,7 @@ class EmbeddingCache:
         c = fit_kmeans(X if rows.size == len(X) else X[rows], n_clusters=int(n_clusters), seed=int(seed),
                        algorithm=algorithm, n_init=int(n_init))
         if disk is not None:
-            disk.save(ckey, {"labels": c.labels, "centers": c.centers},
+            disk.save(ckey, {"labels": c.labels, "centers": c.centers, "central": c.central},
                       {"kind": "kmeans", "embeddings": source, "inertia": c.inertia, "algorithm": c.algorithm})
         return _remember(self._clusterings, ckey, c, self.max_items)
 

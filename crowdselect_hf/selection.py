@@ -36,12 +36,11 @@ import pyarrow.compute as pc
 
 from .binding import byte_lengths
 from .columns import attach_columns, read_columns
-from .clustering import ALGORITHMS, Clustering, fit_kmeans
+from .clustering import ALGORITHMS, Clustering, central_rows, fit_kmeans
 from .combine import METRICS, SelectionError, check_weights, combine, quota_select, top_k
 from .disk_cache import cache_dir_for
 from .embeddings import ColumnEmbedder, EmbeddingCache, default_cache, get_embedder, l2_normalise
 from .estimator import Params
-from .kmeans import distances
 from .metrics import finite_mean, finite_median
 from .provenance import MetricsProvenance, read_provenance
 from .record import Clustering as ClusteringRecord
@@ -373,18 +372,6 @@ def _map_2d(X: np.ndarray, fit_rows: np.ndarray, seed: int) -> tuple[np.ndarray,
     return out, variance
 
 
-def _central_rows(X: np.ndarray, rows: np.ndarray, clustering: Clustering) -> np.ndarray:
-    """Per cluster, the row of ``rows`` (the clustered ones) nearest its centre, ``-1`` when it
-    has none; ties go to the earlier row."""
-    labels = clustering.labels
-    dist = distances(X, clustering.centers, labels, rows)
-    order = np.lexsort((dist, labels))  # by cluster, then distance (stable: earlier row first)
-    first = np.flatnonzero(np.r_[True, labels[order][1:] != labels[order][:-1]])
-    central = np.full(len(clustering.centers), -1, dtype=np.int64)
-    central[labels[order][first]] = rows[order][first]
-    return central
-
-
 # -- what the pool table adds ------------------------------------------------------------------------
 
 def _exclusions(usable: np.ndarray, answerable: np.ndarray, eligible: np.ndarray) -> pa.Array:
@@ -610,7 +597,9 @@ class CrowdSelector(Params):
                                n_clusters=int(self.n_clusters))
             indices, backfilled, quotas, sizes, taken = res.indices, res.backfilled, res.quotas, res.sizes, res.taken
             map_xy, map_variance = _map_2d(X, eligible, seed)
-            central = _central_rows(X, rows, clustering)
+            fitted = clustering.central if clustering.central is not None else \
+                central_rows(X[rows], clustering.labels, clustering.centers)
+            central = np.where(fitted >= 0, rows[np.maximum(fitted, 0)], -1)  # per cluster, a pool row or -1
         elif strategy == "random":
             rows = np.flatnonzero(eligible)
             indices = np.sort(np.random.default_rng(seed).choice(rows, size=k, replace=False)).astype(np.int64)

@@ -126,6 +126,7 @@ def test_clusterings_are_keyed_by_embeddings_rows_and_settings(tmp_path, texts):
     assert again.estimator is None and again.algorithm == c.algorithm  # read back from disk
     np.testing.assert_array_equal(again.labels, c.labels)
     np.testing.assert_array_equal(again.centers, c.centers)
+    np.testing.assert_array_equal(again.central, c.central)  # the central rows travel with the clustering
     fresh = EmbeddingCache(tmp_path)
     fresh.clusters(X, rows, n_clusters=5, seed=0, n_init=3, key=key)
     fresh.clusters(X, rows, n_clusters=4, seed=1, n_init=3, key=key)
