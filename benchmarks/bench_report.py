@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from bench_selection import cpu_model  # this folder is first on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CROWDSELECT_SHARED", ROOT.parent / "shared"))
@@ -140,7 +141,6 @@ def build(folder: Path, n: int, k: int, n_clusters: int, columns: str, seed: int
 
 def phases(cfg: Path) -> dict[str, float]:
     """Seconds per phase of one report build (outside ``write_report``, with the same calls)."""
-    from crowdselect_hf.report import figures
     from crowdselect_hf.report.context import ReportContext
     from crowdselect_hf.report.data import PoolData, read_saved
     from crowdselect_hf.report.page import SECTIONS
@@ -153,11 +153,10 @@ def phases(cfg: Path) -> dict[str, float]:
     t = time.perf_counter()
     ctx = ReportContext.build(d, saved.record, saved.samples, True, cfg)
     out["labels+ranking"] = time.perf_counter() - t
-    with figures.style():
-        for s in SECTIONS:
-            t = time.perf_counter()
-            s.build(ctx)
-            out[s.id] = time.perf_counter() - t
+    for s in SECTIONS:
+        t = time.perf_counter()
+        s.build(ctx)
+        out[s.id] = time.perf_counter() - t
     return {k: round(v, 3) for k, v in out.items()}
 
 
@@ -183,7 +182,7 @@ def from_table(path: Path, k: int, n_clusters: int) -> dict:
     shutil.copytree(cfg, legacy)
     pool_file = "_crowdselect/pool.parquet"
     pq.write_table(pq.read_table(cfg / pool_file).select(LEGACY_COLUMNS).replace_schema_metadata(None), legacy / pool_file)
-    write_report(legacy)  # imports and the figures' first setup, outside both timings
+    write_report(legacy)  # imports and first calls, outside both timings
     times = {}
     for name, where in (("selector", cfg), ("legacy", legacy), ("selector_again", cfg)):
         t = time.perf_counter()
@@ -218,7 +217,7 @@ def main() -> None:
     if args.from_table is not None:
         result = from_table(args.from_table.resolve(), args.k, args.clusters)
         result.update(peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
-                      load=os.getloadavg())
+                      load=os.getloadavg(), cpu=cpu_model())
         print(json.dumps(result))
         return
     folder = ROOT / "benchmarks" / "_work" / f"report-{args.rows}-{args.columns}"
@@ -233,7 +232,7 @@ def main() -> None:
               "pool_parquet_mb": round((cfg / "_crowdselect" / "pool.parquet").stat().st_size / 1e6, 2),
               "data_build_s": round(built, 1),
               "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
-              "load": os.getloadavg()}
+              "load": os.getloadavg(), "cpu": cpu_model()}
     if not args.no_phases:
         result["phases_s"] = phases(cfg)
     print(json.dumps(result))
