@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..card import json_ready
+from ..jsonable import json_ready
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..card import json_ready
+from ..jsonable import json_ready
 from ..version import __version__
 from .cache import write_json
 from .config import SECTIONS, CompareSettings
