@@ -6,14 +6,11 @@ curated folder's ``_compare/``), a ``comparison`` entry in each compared config'
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 from .card_block import CARD_KEY, card_entry
 from .record import COMPARE_DIR, COMPARE_FILE, ComparisonRecord, comparison_path, write_comparison
-
-logger = logging.getLogger(__name__)
 
 
 def publish_comparison(folder: Path, out: Path, record: ComparisonRecord, key: str) -> Path:
@@ -54,16 +51,10 @@ def update_card(folder: Path, record: ComparisonRecord, key: str) -> bool:
 
 def rewrite_reports(folder: Path, record: ComparisonRecord) -> list[Path]:
     """Rewrite the ``report.html`` of every compared config that has one (now with the comparison)."""
-    try:
-        from ..report import write_report
-    except ImportError as e:
-        logger.warning("reports not rewritten (%s); pip install 'crowdselect-hf[report]'", e)
-        return []
+    from ..report import write_report
+
     written = []
     for name in record.configs:
         if (Path(folder) / name / "report.html").is_file():
-            try:
-                written.append(write_report(Path(folder) / name))
-            except ImportError as e:
-                logger.warning("report of %s not rewritten (%s)", name, e)
+            written.append(write_report(Path(folder) / name))
     return written
