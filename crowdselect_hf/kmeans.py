@@ -75,9 +75,9 @@ def nearest(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return labels
 
 
-def distances(X: np.ndarray, centers: np.ndarray, labels: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+def distances(X: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The exact squared distance (float64; no ``|x|^2 - 2 x.c`` cancellation) of each row to its
-    centre ``centers[labels[i]]``: of ``X[rows]`` when ``rows`` is given, gathered block by block.
+    centre ``centers[labels[i]]``, block by block.
 
     Example:
         >>> X = np.array([[0, 0], [4, 5]], np.float32)
@@ -85,11 +85,9 @@ def distances(X: np.ndarray, centers: np.ndarray, labels: np.ndarray, rows: np.n
         [1.0, 1.0]
     """
     C = np.asarray(centers, dtype=np.float32)
-    n = len(X) if rows is None else len(rows)
-    out = np.empty(n, dtype=np.float64)
-    for s in range(0, n, CHUNK_ROWS):
-        block = X[s : s + CHUNK_ROWS] if rows is None else X[rows[s : s + CHUNK_ROWS]]
-        diff = np.asarray(block, dtype=np.float32) - C[labels[s : s + CHUNK_ROWS]]
+    out = np.empty(len(X), dtype=np.float64)
+    for s in range(0, len(X), CHUNK_ROWS):
+        diff = np.asarray(X[s : s + CHUNK_ROWS], dtype=np.float32) - C[labels[s : s + CHUNK_ROWS]]
         out[s : s + len(diff)] = np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
     return out
 

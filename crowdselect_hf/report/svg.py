@@ -163,7 +163,6 @@ class Figure:
     def __init__(self, width: float, height: float):
         self.width, self.height = float(width), float(height)
         self.axes: list[Axes] = []
-        self.extra: list[str] = []
 
     def panels(self, ncols: int = 1, *, left: float = 58, right: float = 18, top: float = 34, bottom: float = 52,
                gap: float = 56) -> list["Axes"]:
@@ -175,7 +174,7 @@ class Figure:
         return made
 
     def svg(self) -> str:
-        body = "".join(ax.render() for ax in self.axes) + "".join(self.extra)
+        body = "".join(ax.render() for ax in self.axes)
         return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{num(self.width)}" height="{num(self.height)}" '
                 f'viewBox="0 0 {num(self.width)} {num(self.height)}" font-family="{FONT}" font-size="{TEXT}">'
                 f'<rect width="100%" height="100%" fill="#fff"/>{body}</svg>')
@@ -236,12 +235,12 @@ class Axes:
         """A step curve over ``edges`` (``len(values) + 1`` of them), filled down to 0 with ``fill``."""
         xs, ys, y0 = self.px(edges), self.py(values), float(self.py(0.0))
         steps = "".join(f"L{num(a)} {num(y)}L{num(b)} {num(y)}" for a, b, y in zip(xs[:-1], xs[1:], ys))
+        outline = f"M{num(xs[0])} {num(y0)}{steps}L{num(xs[-1])} {num(y0)}"
         if fill:
-            self.marks.append(f'<path d="M{num(xs[0])} {num(y0)}{steps}L{num(xs[-1])} {num(y0)}Z" fill="{fill}" '
-                              f'fill-opacity="{opacity:g}"/>')
+            self.marks.append(f'<path d="{outline}Z" fill="{fill}" fill-opacity="{opacity:g}"/>')
         if stroke:
-            self.marks.append(f'<path d="M{num(xs[0])} {num(y0)}{steps}L{num(xs[-1])} {num(y0)}" fill="none" '
-                              f'stroke="{stroke}" stroke-width="{width:g}" stroke-linejoin="round"/>')
+            self.marks.append(f'<path d="{outline}" fill="none" stroke="{stroke}" stroke-width="{width:g}" '
+                              f'stroke-linejoin="round"/>')
 
     def vline(self, x: float, color: str, *, dash: bool = False, width: float = 1.0, opacity: float = 1.0) -> None:
         x = num(float(self.px(x)))
@@ -324,13 +323,12 @@ class Axes:
     # furniture
     def frame(self, *, title: str = "", xlabel: str = "", ylabel: str = "", xticks: bool = True, yticks: bool = True,
               xgrid: bool = True, ygrid: bool = True, xformat: Callable[[float], str] | None = None,
-              ylabels: Sequence[tuple[float, str]] | None = None, ylabel_gap: float = 0.0) -> None:
+              ylabels: Sequence[tuple[float, str]] | None = None) -> None:
         """Spines (left and bottom), ticks, grid lines, the title and the axis labels.
 
         Args:
             xformat: how x tick values are written (default: as many decimals as the step needs).
             ylabels: ``(y, text)`` category labels instead of numeric y ticks.
-            ylabel_gap: pixels between the y tick labels and the y label (default: estimated).
         """
         b = self.box
         if xticks:
@@ -347,24 +345,19 @@ class Axes:
                 self.over.append(f'<line x1="{x}" x2="{x}" y1="{num(b.y + b.h)}" y2="{num(b.y + b.h + 5)}" stroke="{MUTED}"/>'
                                  f'<text x="{x}" y="{num(b.y + b.h + 19)}" fill="{MUTED}" font-size="{TICK}" '
                                  f'text-anchor="middle">{esc(label)}</text>')
-        widest = 0.0
-        if ylabels is not None:
-            for y, label in ylabels:
-                yy = num(float(self.py(y)))
-                self.over.append(f'<text x="{num(b.x - 8)}" y="{yy}" fill="{MUTED}" font-size="{TICK}" text-anchor="end" '
-                                 f'dominant-baseline="middle">{esc(label)}</text>')
-                widest = max(widest, text_width(label, TICK))
-        elif yticks:
+        numeric = ylabels is None
+        if numeric:
             ticks, decimals = linear_ticks(self.y.lo, self.y.hi, 5)
-            for t in ticks:
-                y = num(float(self.py(t)))
-                label = tick_label(t, decimals)
+            ylabels = [(t, tick_label(t, decimals)) for t in ticks] if yticks else []
+        for t, label in ylabels:
+            y = num(float(self.py(t)))
+            if numeric:
                 if ygrid:
                     self.under.append(f'<line x1="{num(b.x)}" x2="{num(b.x + b.w)}" y1="{y}" y2="{y}" stroke="{GRID}"/>')
-                self.over.append(f'<line x1="{num(b.x - 5)}" x2="{num(b.x)}" y1="{y}" y2="{y}" stroke="{MUTED}"/>'
-                                 f'<text x="{num(b.x - 8)}" y="{y}" fill="{MUTED}" font-size="{TICK}" text-anchor="end" '
-                                 f'dominant-baseline="middle">{esc(label)}</text>')
-                widest = max(widest, text_width(label, TICK))
+                self.over.append(f'<line x1="{num(b.x - 5)}" x2="{num(b.x)}" y1="{y}" y2="{y}" stroke="{MUTED}"/>')
+            self.over.append(f'<text x="{num(b.x - 8)}" y="{y}" fill="{MUTED}" font-size="{TICK}" text-anchor="end" '
+                             f'dominant-baseline="middle">{esc(label)}</text>')
+        widest = max((text_width(label, TICK) for _, label in ylabels), default=0.0)
         self.over.append(f'<path d="M{num(b.x)} {num(b.y)}V{num(b.y + b.h)}H{num(b.x + b.w)}" fill="none" '
                          f'stroke="{POOL_COLOR}"/>')
         if title:
@@ -374,7 +367,7 @@ class Axes:
             self.over.append(f'<text x="{num(b.x + b.w / 2)}" y="{num(b.y + b.h + (40 if xticks else 20))}" fill="{INK}" '
                              f'text-anchor="middle">{esc(xlabel)}</text>')
         if ylabel:
-            x = b.x - (ylabel_gap or (widest + 22 if widest else 14))
+            x = b.x - (widest + 22 if widest else 14)
             y = b.y + b.h / 2
             self.over.append(f'<text x="{num(x)}" y="{num(y)}" fill="{INK}" text-anchor="middle" '
                              f'transform="rotate(-90 {num(x)} {num(y)})">{esc(ylabel)}</text>')
