@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from .binding import byte_lengths
 from .columns import attach_columns, read_columns
-from .clustering import ALGORITHMS, Clustering, central_rows, fit_kmeans
+from .clustering import ALGORITHMS, Clustering, fit_kmeans
 from .combine import METRICS, SelectionError, check_weights, combine, quota_select, top_k
 from .disk_cache import cache_dir_for
 from .embeddings import ColumnEmbedder, EmbeddingCache, default_cache, get_embedder, l2_normalise
@@ -597,8 +597,7 @@ class CrowdSelector(Params):
                                n_clusters=int(self.n_clusters))
             indices, backfilled, quotas, sizes, taken = res.indices, res.backfilled, res.quotas, res.sizes, res.taken
             map_xy, map_variance = _map_2d(X, eligible, seed)
-            fitted = clustering.central if clustering.central is not None else \
-                central_rows(X[rows], clustering.labels, clustering.centers)
+            fitted = clustering.central  # set by fit_kmeans and kept by the cache
             central = np.where(fitted >= 0, rows[np.maximum(fitted, 0)], -1)  # per cluster, a pool row or -1
         elif strategy == "random":
             rows = np.flatnonzero(eligible)
